@@ -1,0 +1,2 @@
+//! hivecast tracker: a WebTorrent-compatible WebSocket signalling tracker.
+#![forbid(unsafe_code)]
