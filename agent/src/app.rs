@@ -67,7 +67,9 @@ pub struct Proxy {
 
 impl std::fmt::Debug for Proxy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Proxy").field("streams", &self.streams.len()).finish_non_exhaustive()
+        f.debug_struct("Proxy")
+            .field("streams", &self.streams.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -114,22 +116,35 @@ fn looks_like_playlist(body: &[u8]) -> bool {
 /// Maps an origin failure to what the player sees.
 pub fn refusal_for(e: &OriginError) -> Refusal {
     match e {
-        OriginError::NotAllowed(o) => {
-            Refusal::new(StatusCode::BAD_GATEWAY, format!("origin redirected to {o}, which is not in origin.allow"))
-        }
+        OriginError::NotAllowed(o) => Refusal::new(
+            StatusCode::BAD_GATEWAY,
+            format!("origin redirected to {o}, which is not in origin.allow"),
+        ),
         OriginError::Status(s) if (400..500).contains(s) => Refusal::new(
             StatusCode::from_u16(*s).unwrap_or(StatusCode::BAD_GATEWAY),
             format!("origin answered {s}"),
         ),
-        OriginError::Timeout(what) => Refusal::new(StatusCode::GATEWAY_TIMEOUT, format!("origin timed out ({what})")),
+        OriginError::Timeout(what) => Refusal::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!("origin timed out ({what})"),
+        ),
         other => Refusal::new(StatusCode::BAD_GATEWAY, other.to_string()),
     }
 }
 
 impl Proxy {
     /// Builds the proxy. `extra_roots` are DER trust anchors added to the web PKI roots.
-    pub fn new(cfg: Arc<AgentConfig>, metrics: Metrics, extra_roots: &[Vec<u8>]) -> Result<Self, OriginError> {
-        let origin = OriginClient::new(&cfg.origin, cfg.allowed_origins(), extra_roots, metrics.clone())?;
+    pub fn new(
+        cfg: Arc<AgentConfig>,
+        metrics: Metrics,
+        extra_roots: &[Vec<u8>],
+    ) -> Result<Self, OriginError> {
+        let origin = OriginClient::new(
+            &cfg.origin,
+            cfg.allowed_origins(),
+            extra_roots,
+            metrics.clone(),
+        )?;
         let mut streams = HashMap::new();
         for s in &cfg.streams {
             if let Ok(u) = Url::parse(&s.url) {
@@ -190,13 +205,15 @@ impl Proxy {
         .to_string()
     }
 
-    async fn fetch_playlist(&self, url: &Url, cacheable: bool) -> Result<FetchedPlaylist, OriginError> {
+    async fn fetch_playlist(
+        &self,
+        url: &Url,
+        cacheable: bool,
+    ) -> Result<FetchedPlaylist, OriginError> {
         let key = url.as_str().to_string();
         let now = Instant::now();
-        if cacheable {
-            if let Some(p) = self.playlists.get(&key, now) {
-                return Ok(p);
-            }
+        if cacheable && let Some(p) = self.playlists.get(&key, now) {
+            return Ok(p);
         }
         let origin = self.origin.clone();
         let req = FetchRequest {
@@ -211,7 +228,11 @@ impl Proxy {
                 key,
                 move || async move {
                     let f = origin.fetch(&req).await?;
-                    Ok(FetchedPlaylist { body: f.body, final_url: f.final_url, fetched_at: Instant::now() })
+                    Ok(FetchedPlaylist {
+                        body: f.body,
+                        final_url: f.final_url,
+                        fetched_at: Instant::now(),
+                    })
                 },
                 OriginError::Invalid("playlist fetch ended without a result".into()),
             )
@@ -229,7 +250,10 @@ impl Proxy {
             strip_hls_directives(&mut fetch_url);
         }
         let cacheable = !playlist::is_low_latency_request(fetch_url.query());
-        let fetched = self.fetch_playlist(&fetch_url, cacheable).await.map_err(|e| refusal_for(&e))?;
+        let fetched = self
+            .fetch_playlist(&fetch_url, cacheable)
+            .await
+            .map_err(|e| refusal_for(&e))?;
         self.rewrite_playlist(fetched, &origin_url, req, cacheable)
     }
 
@@ -240,11 +264,23 @@ impl Proxy {
         req: &LocalRequest,
         cacheable: bool,
     ) -> Result<Reply, Refusal> {
-        let host = req.host.clone().unwrap_or_else(|| self.cfg.server.listen.to_string());
-        let local = format!("http://{host}{}{}", req.path, req.query.as_ref().map_or(String::new(), |q| format!("?{q}")));
+        let host = req
+            .host
+            .clone()
+            .unwrap_or_else(|| self.cfg.server.listen.to_string());
+        let local = format!(
+            "http://{host}{}{}",
+            req.path,
+            req.query
+                .as_ref()
+                .map_or(String::new(), |q| format!("?{q}"))
+        );
         let local_url = Url::parse(&local)
             .map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, format!("bad Host header: {e}")))?;
-        let imports = lock(&self.imports).get(&strip_query(origin_url)).cloned().unwrap_or_default();
+        let imports = lock(&self.imports)
+            .get(&strip_query(origin_url))
+            .cloned()
+            .unwrap_or_default();
         let opts = RewriteOptions {
             degrade_low_latency: self.cfg.playlist.low_latency == LowLatencyMode::Degrade,
             strip_content_steering: self.cfg.playlist.strip_content_steering,
@@ -253,15 +289,30 @@ impl Proxy {
                 ..playlist::Limits::default()
             },
         };
-        let mapper = Mapper { proxy: self, keys: std::cell::RefCell::new(Vec::new()) };
+        let mapper = Mapper {
+            proxy: self,
+            keys: std::cell::RefCell::new(Vec::new()),
+        };
         let t0 = Instant::now();
-        let rewritten = playlist::rewrite(&fetched.body, &fetched.final_url, &local_url, &imports, &opts, &mapper)
-            .map_err(|e| {
-                self.metrics.playlist_errors.inc();
-                tracing::warn!(url = %redact(origin_url), error = %e, "malformed origin playlist");
-                Refusal::new(StatusCode::BAD_GATEWAY, format!("origin playlist rejected: {e}"))
-            })?;
-        self.metrics.rewrite_seconds.observe(t0.elapsed().as_secs_f64());
+        let rewritten = playlist::rewrite(
+            &fetched.body,
+            &fetched.final_url,
+            &local_url,
+            &imports,
+            &opts,
+            &mapper,
+        )
+        .map_err(|e| {
+            self.metrics.playlist_errors.inc();
+            tracing::warn!(url = %redact(origin_url), error = %e, "malformed origin playlist");
+            Refusal::new(
+                StatusCode::BAD_GATEWAY,
+                format!("origin playlist rejected: {e}"),
+            )
+        })?;
+        self.metrics
+            .rewrite_seconds
+            .observe(t0.elapsed().as_secs_f64());
         {
             let mut keys = lock(&self.key_urls);
             for k in mapper.keys.borrow().iter() {
@@ -270,12 +321,14 @@ impl Proxy {
         }
         let now = Instant::now();
         let (cache, ttl) = match &rewritten.info {
-            PlaylistInfo::Media(m) if m.endlist => {
-                (CachePolicy::MaxAge(self.cfg.cache.vod_playlist_ttl.as_secs()), self.cfg.cache.vod_playlist_ttl)
-            }
-            PlaylistInfo::Media(m) => {
-                (CachePolicy::NoCache, Duration::from_millis((m.target_duration * 500).min(30_000)))
-            }
+            PlaylistInfo::Media(m) if m.endlist => (
+                CachePolicy::MaxAge(self.cfg.cache.vod_playlist_ttl.as_secs()),
+                self.cfg.cache.vod_playlist_ttl,
+            ),
+            PlaylistInfo::Media(m) => (
+                CachePolicy::NoCache,
+                Duration::from_millis((m.target_duration * 500).min(30_000)),
+            ),
             PlaylistInfo::Multivariant(mv) => {
                 let mut imports = lock(&self.imports);
                 if !mv.defines.is_empty() {
@@ -290,7 +343,8 @@ impl Proxy {
             let key = strip_fragment(origin_url);
             // Store only what was fetched now; a cache hit keeps its original expiry.
             if now.duration_since(fetched.fetched_at) < Duration::from_millis(5) {
-                self.playlists.insert(key, fetched.clone(), fetched.fetched_at + ttl);
+                self.playlists
+                    .insert(key, fetched.clone(), fetched.fetched_at + ttl);
             }
         }
         let age = now.duration_since(fetched.fetched_at).as_secs();
@@ -302,7 +356,12 @@ impl Proxy {
         })
     }
 
-    async fn fetch_segment(&self, key: SegmentKey, url: &Url, kind: RequestKind) -> Result<Entry, OriginError> {
+    async fn fetch_segment(
+        &self,
+        key: SegmentKey,
+        url: &Url,
+        kind: RequestKind,
+    ) -> Result<Entry, OriginError> {
         if let Some(e) = self.segments.get(&key) {
             return Ok(e);
         }
@@ -321,8 +380,18 @@ impl Proxy {
                 key.clone(),
                 move || async move {
                     let f: Fetched = origin.fetch(&req).await?;
-                    metrics.segment_downloaded(Source::Origin, f.body.len(), f.elapsed.as_secs_f64());
-                    Ok(Entry { body: f.body, content_type, source: Source::Origin, stored_at: Instant::now() })
+                    metrics.segment_downloaded(
+                        Source::Origin,
+                        f.body.len(),
+                        f.elapsed.as_secs_f64(),
+                    );
+                    Ok(Entry {
+                        body: f.body,
+                        content_type,
+                        source: Source::Origin,
+                        stored_at: Instant::now(),
+                        resource_len: f.resource_len,
+                    })
                 },
                 OriginError::Invalid("segment fetch ended without a result".into()),
             )
@@ -341,10 +410,20 @@ impl Proxy {
         // Keys: fetched per request, never cached, never shared, never logged.
         let f = self
             .origin
-            .fetch(&FetchRequest { url: url.clone(), kind: RequestKind::Key, max_bytes: 64 * 1024, range: None })
+            .fetch(&FetchRequest {
+                url: url.clone(),
+                kind: RequestKind::Key,
+                max_bytes: 64 * 1024,
+                range: None,
+            })
             .await
             .map_err(|e| refusal_for(&e))?;
-        Ok(Reply::Whole { body: f.body, content_type: "application/octet-stream", cache: CachePolicy::NoStore, age: None })
+        Ok(Reply::Whole {
+            body: f.body,
+            content_type: "application/octet-stream",
+            cache: CachePolicy::NoStore,
+            age: None,
+        })
     }
 
     async fn serve_resource(&self, origin_url: Url, req: &LocalRequest) -> Result<Reply, Refusal> {
@@ -352,17 +431,38 @@ impl Proxy {
         if lock(&self.key_urls).get(&url_key).is_some() {
             return self.serve_key(&origin_url).await;
         }
-        let whole = SegmentKey { url: url_key.clone(), range: None };
+        let whole = SegmentKey {
+            url: url_key.clone(),
+            range: None,
+        };
         let closed = req.range.and_then(|r| r.closed());
         if let (Some((start, len)), None) = (closed, self.segments.peek(&whole)) {
-            let key = SegmentKey { url: url_key, range: Some(ByteRange { start, len }) };
-            let e = self.fetch_segment(key, &origin_url, RequestKind::Segment).await.map_err(|e| refusal_for(&e))?;
-            return Ok(Reply::Partial { body: e.body, start, total: None, content_type: e.content_type });
+            let key = SegmentKey {
+                url: url_key,
+                range: Some(ByteRange { start, len }),
+            };
+            let e = self
+                .fetch_segment(key, &origin_url, RequestKind::Segment)
+                .await
+                .map_err(|e| refusal_for(&e))?;
+            return Ok(Reply::Partial {
+                body: e.body,
+                start,
+                total: e.resource_len,
+                content_type: e.content_type,
+            });
         }
-        let entry = self.fetch_segment(whole, &origin_url, RequestKind::Segment).await.map_err(|e| refusal_for(&e))?;
+        let entry = self
+            .fetch_segment(whole, &origin_url, RequestKind::Segment)
+            .await
+            .map_err(|e| refusal_for(&e))?;
         if looks_like_playlist(&entry.body) {
             // An extension-less playlist: rewrite it like any other.
-            let fetched = FetchedPlaylist { body: entry.body, final_url: origin_url.clone(), fetched_at: Instant::now() };
+            let fetched = FetchedPlaylist {
+                body: entry.body,
+                final_url: origin_url.clone(),
+                fetched_at: Instant::now(),
+            };
             return self.rewrite_playlist(fetched, &origin_url, req, false);
         }
         Ok(Reply::Whole {
@@ -389,8 +489,11 @@ fn strip_query(u: &Url) -> String {
 
 /// Removes `_HLS_msn`, `_HLS_part`, `_HLS_skip` (degrade mode fetches full playlists).
 fn strip_hls_directives(u: &mut Url) {
-    let kept: Vec<(String, String)> =
-        u.query_pairs().filter(|(k, _)| !k.starts_with("_HLS_")).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+    let kept: Vec<(String, String)> = u
+        .query_pairs()
+        .filter(|(k, _)| !k.starts_with("_HLS_"))
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
     if kept.is_empty() {
         u.set_query(None);
     } else {
@@ -406,13 +509,17 @@ impl Backend for Proxy {
                 Some(q) => format!("{path}?{q}"),
                 None => path.to_string(),
             };
-            let origin_url = mirror::from_mirror_path(&pq)
-                .map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, format!("bad mirror URL: {e}")))?;
+            let origin_url = mirror::from_mirror_path(&pq).map_err(|e| {
+                Refusal::new(StatusCode::BAD_REQUEST, format!("bad mirror URL: {e}"))
+            })?;
             if !self.origin.is_allowed(&origin_url) {
                 self.metrics.forbidden_requests.inc();
                 return Err(Refusal::new(
                     StatusCode::FORBIDDEN,
-                    format!("origin {} is not in origin.allow", crate::origin::origin_label(&origin_url)),
+                    format!(
+                        "origin {} is not in origin.allow",
+                        crate::origin::origin_label(&origin_url)
+                    ),
                 ));
             }
             if is_playlist_path(origin_url.path()) {
@@ -420,13 +527,19 @@ impl Backend for Proxy {
             }
             return self.serve_resource(origin_url, &req).await;
         }
-        if let Some(name) = path.strip_prefix("/streams/").and_then(|n| n.strip_suffix(".m3u8")) {
-            let url = self
-                .streams
-                .get(name)
-                .ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, format!("no stream named `{name}`")))?;
-            let target = mirror::to_mirror_path(url)
-                .ok_or_else(|| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "stream URL cannot be mirrored"))?;
+        if let Some(name) = path
+            .strip_prefix("/streams/")
+            .and_then(|n| n.strip_suffix(".m3u8"))
+        {
+            let url = self.streams.get(name).ok_or_else(|| {
+                Refusal::new(StatusCode::NOT_FOUND, format!("no stream named `{name}`"))
+            })?;
+            let target = mirror::to_mirror_path(url).ok_or_else(|| {
+                Refusal::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "stream URL cannot be mirrored",
+                )
+            })?;
             return Ok(Reply::Redirect(target));
         }
         match path {
@@ -442,7 +555,10 @@ impl Backend for Proxy {
                 }
                 Ok(Reply::Text(text))
             }
-            _ => Err(Refusal::new(StatusCode::NOT_FOUND, "not found: use /{scheme}/{host}/{path} or /streams/{name}.m3u8")),
+            _ => Err(Refusal::new(
+                StatusCode::NOT_FOUND,
+                "not found: use /{scheme}/{host}/{path} or /streams/{name}.m3u8",
+            )),
         }
     }
 
@@ -460,7 +576,10 @@ impl Backend for Proxy {
             400..=499 => "4xx",
             _ => "5xx",
         };
-        self.metrics.player_requests.with_label_values(&[kind, class]).inc();
+        self.metrics
+            .player_requests
+            .with_label_values(&[kind, class])
+            .inc();
         if kind == "segment" && status.is_success() {
             self.metrics.served_bytes.inc_by(body_bytes as u64);
         }
@@ -483,7 +602,10 @@ impl Backend for Admin {
                 age: None,
             }),
             "/healthz" => Ok(Reply::Text("ok\n".into())),
-            _ => Err(Refusal::new(StatusCode::NOT_FOUND, "not found: /metrics or /healthz")),
+            _ => Err(Refusal::new(
+                StatusCode::NOT_FOUND,
+                "not found: /metrics or /healthz",
+            )),
         }
     }
 }
@@ -504,7 +626,9 @@ pub struct Running {
 impl Running {
     /// Stops accepting, drains for up to the configured grace period, and waits for tasks.
     pub async fn shutdown(&self, grace: Duration) -> bool {
-        self.supervisor.shutdown(grace + Duration::from_secs(1)).await
+        self.supervisor
+            .shutdown(grace + Duration::from_secs(1))
+            .await
     }
 }
 
@@ -533,14 +657,30 @@ pub async fn start(cfg: AgentConfig, extra_roots: &[Vec<u8>]) -> Result<Running,
     let proxy = Arc::new(Proxy::new(cfg.clone(), metrics.clone(), extra_roots)?);
     let listener = TcpListener::bind(cfg.server.listen)
         .await
-        .map_err(|source| StartError::Bind { what: "player endpoint", addr: cfg.server.listen, source })?;
+        .map_err(|source| StartError::Bind {
+            what: "player endpoint",
+            addr: cfg.server.listen,
+            source,
+        })?;
     let admin_listener = TcpListener::bind(cfg.server.admin_listen)
         .await
-        .map_err(|source| StartError::Bind { what: "admin endpoint", addr: cfg.server.admin_listen, source })?;
-    let listen = listener.local_addr().map_err(|source| StartError::Bind { what: "player endpoint", addr: cfg.server.listen, source })?;
+        .map_err(|source| StartError::Bind {
+            what: "admin endpoint",
+            addr: cfg.server.admin_listen,
+            source,
+        })?;
+    let listen = listener.local_addr().map_err(|source| StartError::Bind {
+        what: "player endpoint",
+        addr: cfg.server.listen,
+        source,
+    })?;
     let admin = admin_listener
         .local_addr()
-        .map_err(|source| StartError::Bind { what: "admin endpoint", addr: cfg.server.admin_listen, source })?;
+        .map_err(|source| StartError::Bind {
+            what: "admin endpoint",
+            addr: cfg.server.admin_listen,
+            source,
+        })?;
     let supervisor = Supervisor::new();
     let grace = cfg.server.shutdown_grace;
     let max_conn = cfg.server.max_connections;
@@ -552,11 +692,18 @@ pub async fn start(cfg: AgentConfig, extra_roots: &[Vec<u8>]) -> Result<Running,
         });
     }
     {
-        let admin_backend = Arc::new(Admin { metrics: metrics.clone() });
+        let admin_backend = Arc::new(Admin {
+            metrics: metrics.clone(),
+        });
         let cancel = supervisor.cancel.clone();
         supervisor.spawn("admin-endpoint", async move {
             server::serve(admin_listener, admin_backend, cancel, grace, 64).await;
         });
     }
-    Ok(Running { listen, admin, proxy, supervisor })
+    Ok(Running {
+        listen,
+        admin,
+        proxy,
+        supervisor,
+    })
 }

@@ -11,7 +11,11 @@ use hivecast_agent::config::{self, AgentConfig, Overrides};
 const EXIT_CONFIG: u8 = 64;
 
 #[derive(Parser, Debug)]
-#[command(name = "hivecast-agent", version, about = "hivecast edge agent: a local HLS endpoint that shares verified segments with peers")]
+#[command(
+    name = "hivecast-agent",
+    version,
+    about = "hivecast edge agent: a local HLS endpoint that shares verified segments with peers"
+)]
 struct Cli {
     /// Print the default configuration (documented TOML) and exit.
     #[arg(long)]
@@ -57,7 +61,9 @@ fn init_logging(level: &str, json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {
@@ -75,7 +81,10 @@ fn main() -> ExitCode {
         eprintln!("hivecast-agent: a command is required (run, publish-digests); see --help");
         return ExitCode::from(EXIT_CONFIG);
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("hivecast-agent: cannot start the runtime: {e}");
@@ -83,8 +92,19 @@ fn main() -> ExitCode {
         }
     };
     match command {
-        Command::Run { config, listen, admin_listen, allow_origin, stream } => {
-            let overrides = Overrides { listen, admin_listen, allow_origins: allow_origin, streams: stream };
+        Command::Run {
+            config,
+            listen,
+            admin_listen,
+            allow_origin,
+            stream,
+        } => {
+            let overrides = Overrides {
+                listen,
+                admin_listen,
+                allow_origins: allow_origin,
+                streams: stream,
+            };
             let cfg = match config::load(config.as_deref(), std::env::vars(), &overrides) {
                 Ok(c) => c,
                 Err(e) => {
@@ -95,7 +115,11 @@ fn main() -> ExitCode {
             init_logging(&cfg.log.level, cfg.log.json);
             runtime.block_on(run(cfg))
         }
-        Command::PublishDigests { dir, watch, interval } => {
+        Command::PublishDigests {
+            dir,
+            watch,
+            interval,
+        } => {
             init_logging("info", false);
             runtime.block_on(async move {
                 match hivecast_agent::integrity::publish::run(&dir, watch, interval).await {
@@ -113,7 +137,9 @@ fn main() -> ExitCode {
 async fn run(cfg: AgentConfig) -> ExitCode {
     let grace = cfg.server.shutdown_grace;
     if cfg.origin.allow.is_empty() {
-        tracing::warn!("origin.allow is empty: every proxied request will be refused (use --allow-origin)");
+        tracing::warn!(
+            "origin.allow is empty: every proxied request will be refused (use --allow-origin)"
+        );
     }
     let running = match hivecast_agent::app::start(cfg, &[]).await {
         Ok(r) => r,
@@ -123,7 +149,10 @@ async fn run(cfg: AgentConfig) -> ExitCode {
         }
     };
     // Readiness line for supervisors and tests (stdout; logs go to stderr).
-    println!("hivecast-agent ready listen={} admin={}", running.listen, running.admin);
+    println!(
+        "hivecast-agent ready listen={} admin={}",
+        running.listen, running.admin
+    );
     tracing::info!(listen = %running.listen, admin = %running.admin, "agent started");
     let cancel = running.supervisor.cancel.clone();
     tokio::spawn(hivecast_agent::task::watch_signals(cancel.clone()));

@@ -147,7 +147,10 @@ impl Metrics {
         let registry = Registry::new();
         let m = Self {
             downloaded_bytes: IntCounterVec::new(
-                Opts::new("hivecast_agent_downloaded_bytes_total", "Segment bytes downloaded, by source."),
+                Opts::new(
+                    "hivecast_agent_downloaded_bytes_total",
+                    "Segment bytes downloaded, by source.",
+                ),
                 &["source"],
             )
             .expect("valid metric"),
@@ -156,22 +159,34 @@ impl Metrics {
                 "Segment bytes served to local players.",
             )
             .expect("valid metric"),
-            uploaded_bytes: IntCounter::new("hivecast_agent_uploaded_bytes_total", "Segment bytes sent to peers.")
-                .expect("valid metric"),
+            uploaded_bytes: IntCounter::new(
+                "hivecast_agent_uploaded_bytes_total",
+                "Segment bytes sent to peers.",
+            )
+            .expect("valid metric"),
             origin_requests: IntCounterVec::new(
-                Opts::new("hivecast_agent_origin_requests_total", "Requests to origins, by kind and result."),
+                Opts::new(
+                    "hivecast_agent_origin_requests_total",
+                    "Requests to origins, by kind and result.",
+                ),
                 &["kind", "result"],
             )
             .expect("valid metric"),
-            cache_hits: IntCounter::new("hivecast_agent_cache_hits_total", "Segment requests served from cache.")
-                .expect("valid metric"),
+            cache_hits: IntCounter::new(
+                "hivecast_agent_cache_hits_total",
+                "Segment requests served from cache.",
+            )
+            .expect("valid metric"),
             cache_misses: IntCounter::new(
                 "hivecast_agent_cache_misses_total",
                 "Segment requests not in cache.",
             )
             .expect("valid metric"),
-            cache_bytes: IntGauge::new("hivecast_agent_cache_bytes", "Bytes held in the segment cache.")
-                .expect("valid metric"),
+            cache_bytes: IntGauge::new(
+                "hivecast_agent_cache_bytes",
+                "Bytes held in the segment cache.",
+            )
+            .expect("valid metric"),
             cache_evictions: IntCounter::new(
                 "hivecast_agent_cache_evictions_total",
                 "Segments evicted from the cache to stay within budget.",
@@ -184,13 +199,21 @@ impl Metrics {
             )
             .expect("valid metric"),
             segment_fetch_seconds: HistogramVec::new(
-                HistogramOpts::new("hivecast_agent_segment_fetch_seconds", "Time to get a segment, by source.")
-                    .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0]),
+                HistogramOpts::new(
+                    "hivecast_agent_segment_fetch_seconds",
+                    "Time to get a segment, by source.",
+                )
+                .buckets(vec![
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0,
+                ]),
                 &["source"],
             )
             .expect("valid metric"),
             player_requests: IntCounterVec::new(
-                Opts::new("hivecast_agent_player_requests_total", "Requests from local players, by kind and status class."),
+                Opts::new(
+                    "hivecast_agent_player_requests_total",
+                    "Requests from local players, by kind and status class.",
+                ),
                 &["kind", "status"],
             )
             .expect("valid metric"),
@@ -210,12 +233,18 @@ impl Metrics {
             )
             .expect("valid metric"),
             rewrite_seconds: Histogram::with_opts(
-                HistogramOpts::new("hivecast_agent_playlist_rewrite_seconds", "Time to rewrite a playlist.")
-                    .buckets(vec![0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05]),
+                HistogramOpts::new(
+                    "hivecast_agent_playlist_rewrite_seconds",
+                    "Time to rewrite a playlist.",
+                )
+                .buckets(vec![0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05]),
             )
             .expect("valid metric"),
             streams: IntGaugeVec::new(
-                Opts::new("hivecast_agent_streams", "Configured streams, by integrity mode."),
+                Opts::new(
+                    "hivecast_agent_streams",
+                    "Configured streams, by integrity mode.",
+                ),
                 &["integrity"],
             )
             .expect("valid metric"),
@@ -226,7 +255,9 @@ impl Metrics {
             &["version"],
         )
         .expect("valid metric");
-        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
         for c in [
             Box::new(m.downloaded_bytes.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(m.served_bytes.clone()),
@@ -259,13 +290,19 @@ impl Metrics {
 
     /// Counts one origin request.
     pub fn origin_request(&self, kind: RequestKind, result: RequestResult) {
-        self.origin_requests.with_label_values(&[kind.as_str(), result.as_str()]).inc();
+        self.origin_requests
+            .with_label_values(&[kind.as_str(), result.as_str()])
+            .inc();
     }
 
     /// Adds downloaded segment bytes and the fetch time.
     pub fn segment_downloaded(&self, source: Source, bytes: usize, seconds: f64) {
-        self.downloaded_bytes.with_label_values(&[source.as_str()]).inc_by(bytes as u64);
-        self.segment_fetch_seconds.with_label_values(&[source.as_str()]).observe(seconds);
+        self.downloaded_bytes
+            .with_label_values(&[source.as_str()])
+            .inc_by(bytes as u64);
+        self.segment_fetch_seconds
+            .with_label_values(&[source.as_str()])
+            .observe(seconds);
     }
 
     /// Prometheus text exposition of every metric.

@@ -37,7 +37,9 @@ impl Supervisor {
     pub async fn shutdown(&self, grace: Duration) -> bool {
         self.cancel.cancel();
         self.tracker.close();
-        tokio::time::timeout(grace, self.tracker.wait()).await.is_ok()
+        tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_ok()
     }
 }
 

@@ -28,6 +28,8 @@ pub struct Entry {
     pub source: Source,
     /// When they were stored (for `Age`).
     pub stored_at: Instant,
+    /// Length of the whole resource when `body` is a range of it (and the origin said).
+    pub resource_len: Option<u64>,
 }
 
 struct Inner<K: Hash + Eq> {
@@ -44,7 +46,10 @@ pub struct ByteLru<K: Hash + Eq> {
 
 impl<K: Hash + Eq + Clone> std::fmt::Debug for ByteLru<K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ByteLru").field("max_bytes", &self.max_bytes).field("bytes", &self.bytes()).finish()
+        f.debug_struct("ByteLru")
+            .field("max_bytes", &self.max_bytes)
+            .field("bytes", &self.bytes())
+            .finish()
     }
 }
 
@@ -52,7 +57,14 @@ impl<K: Hash + Eq + Clone> ByteLru<K> {
     /// A cache holding at most `max_bytes` of bodies. Metrics (hits, misses, bytes, evictions)
     /// are updated when given.
     pub fn new(max_bytes: u64, metrics: Option<Metrics>) -> Self {
-        Self { inner: Mutex::new(Inner { lru: LruCache::unbounded(), bytes: 0 }), max_bytes, metrics }
+        Self {
+            inner: Mutex::new(Inner {
+                lru: LruCache::unbounded(),
+                bytes: 0,
+            }),
+            max_bytes,
+            metrics,
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner<K>> {
@@ -65,7 +77,11 @@ impl<K: Hash + Eq + Clone> ByteLru<K> {
     pub fn get(&self, key: &K) -> Option<Entry> {
         let hit = self.lock().lru.get(key).cloned();
         if let Some(m) = &self.metrics {
-            if hit.is_some() { m.cache_hits.inc() } else { m.cache_misses.inc() }
+            if hit.is_some() {
+                m.cache_hits.inc()
+            } else {
+                m.cache_misses.inc()
+            }
         }
         hit
     }
@@ -159,7 +175,11 @@ impl<K: Hash + Eq, V: Clone> std::fmt::Debug for TtlCache<K, V> {
 impl<K: Hash + Eq, V: Clone> TtlCache<K, V> {
     /// A cache of at most `capacity` entries.
     pub fn new(capacity: usize) -> Self {
-        Self { inner: Mutex::new(LruCache::new(NonZeroUsize::new(capacity.max(1)).unwrap_or(NonZeroUsize::MIN))) }
+        Self {
+            inner: Mutex::new(LruCache::new(
+                NonZeroUsize::new(capacity.max(1)).unwrap_or(NonZeroUsize::MIN),
+            )),
+        }
     }
 
     /// The value, if present and not expired at `now`.
@@ -177,7 +197,10 @@ impl<K: Hash + Eq, V: Clone> TtlCache<K, V> {
 
     /// Stores a value until `expires`.
     pub fn insert(&self, key: K, value: V, expires: Instant) {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).put(key, (value, expires));
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .put(key, (value, expires));
     }
 }
 
@@ -190,7 +213,13 @@ mod tests {
     use std::time::Duration;
 
     fn entry(n: usize) -> Entry {
-        Entry { body: Bytes::from(vec![7u8; n]), content_type: "video/mp2t", source: Source::Origin, stored_at: Instant::now() }
+        Entry {
+            body: Bytes::from(vec![7u8; n]),
+            content_type: "video/mp2t",
+            source: Source::Origin,
+            stored_at: Instant::now(),
+            resource_len: None,
+        }
     }
 
     #[test]
@@ -204,7 +233,10 @@ mod tests {
         assert!(!c.contains(&"b"));
         assert!(c.contains(&"c"));
         assert_eq!(c.bytes(), 800);
-        assert!(!c.insert("huge", entry(1001)), "larger than budget is refused");
+        assert!(
+            !c.insert("huge", entry(1001)),
+            "larger than budget is refused"
+        );
         assert_eq!(c.bytes(), 800);
     }
 

@@ -25,7 +25,9 @@ impl<K, V, E> std::fmt::Debug for SingleFlight<K, V, E> {
 
 impl<K, V, E> Default for SingleFlight<K, V, E> {
     fn default() -> Self {
-        Self { inflight: Arc::new(Mutex::new(HashMap::new())) }
+        Self {
+            inflight: Arc::new(Mutex::new(HashMap::new())),
+        }
     }
 }
 
@@ -47,7 +49,10 @@ struct SlotGuard<K: Hash + Eq, V, E> {
 impl<K: Hash + Eq, V, E> Drop for SlotGuard<K, V, E> {
     fn drop(&mut self) {
         if let Some(k) = self.key.take() {
-            self.map.lock().unwrap_or_else(|p| p.into_inner()).remove(&k);
+            self.map
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&k);
         }
     }
 }
@@ -65,7 +70,10 @@ where
 
     /// Number of keys in flight.
     pub fn in_flight(&self) -> usize {
-        self.inflight.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
     }
 
     /// Runs `make()` for `key` unless it is already running, and returns its result.
@@ -83,7 +91,10 @@ where
                 let (tx, rx) = watch::channel(None);
                 map.insert(key.clone(), rx.clone());
                 let fut = make();
-                let guard = SlotGuard { map: self.inflight.clone(), key: Some(key) };
+                let guard = SlotGuard {
+                    map: self.inflight.clone(),
+                    key: Some(key),
+                };
                 tokio::spawn(async move {
                     let result = fut.await;
                     // Remove the slot before publishing, so a caller arriving after the
@@ -161,7 +172,15 @@ mod tests {
         let sf: Arc<SingleFlight<u8, u8, String>> = Arc::new(SingleFlight::new());
         let sf2 = sf.clone();
         let leader = tokio::spawn(async move {
-            sf2.run(1, || async { tokio::time::sleep(Duration::from_millis(50)).await; Ok(9) }, "lost".into()).await
+            sf2.run(
+                1,
+                || async {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    Ok(9)
+                },
+                "lost".into(),
+            )
+            .await
         });
         tokio::task::yield_now().await;
         while sf.in_flight() == 0 {
@@ -176,7 +195,9 @@ mod tests {
     #[tokio::test]
     async fn errors_are_shared_and_not_sticky() {
         let sf: SingleFlight<u8, u8, String> = SingleFlight::new();
-        let (r, _) = sf.run(1, || async { Err("boom".to_string()) }, "lost".into()).await;
+        let (r, _) = sf
+            .run(1, || async { Err("boom".to_string()) }, "lost".into())
+            .await;
         assert_eq!(r, Err("boom".into()));
         let (r, role) = sf.run(1, || async { Ok(1) }, "lost".into()).await;
         assert_eq!((r, role), (Ok(1), Role::Leader));

@@ -18,7 +18,12 @@ pub struct ConfigErrors(pub Vec<String>);
 
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "invalid configuration ({} problem{}):", self.0.len(), if self.0.len() == 1 { "" } else { "s" })?;
+        writeln!(
+            f,
+            "invalid configuration ({} problem{}):",
+            self.0.len(),
+            if self.0.len() == 1 { "" } else { "s" }
+        )?;
         for e in &self.0 {
             writeln!(f, "  - {e}")?;
         }
@@ -52,7 +57,10 @@ pub fn load(
     let mut builder = config::Config::builder();
     if let Some(path) = file {
         if !path.is_file() {
-            return Err(ConfigErrors(vec![format!("config file {} does not exist", path.display())]));
+            return Err(ConfigErrors(vec![format!(
+                "config file {} does not exist",
+                path.display()
+            )]));
         }
         builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
     }
@@ -80,7 +88,9 @@ pub fn load(
 
     let schema = serde_json::to_value(AgentConfig::default()).unwrap_or(Value::Null);
     let Value::Object(raw) = raw else {
-        return Err(ConfigErrors(vec!["the configuration must be a table".into()]));
+        return Err(ConfigErrors(vec![
+            "the configuration must be a table".into(),
+        ]));
     };
     check_sections(&raw, &schema, &mut errors);
 
@@ -95,13 +105,19 @@ pub fn load(
 
     apply_overrides(&mut cfg, overrides, &mut errors);
     errors.extend(cfg.validate());
-    if errors.is_empty() { Ok(cfg) } else { Err(ConfigErrors(errors)) }
+    if errors.is_empty() {
+        Ok(cfg)
+    } else {
+        Err(ConfigErrors(errors))
+    }
 }
 
 /// Walks every section and key, reporting unknown keys and bad values one by one, so that a
 /// file with several mistakes gets all of them in one report.
 fn check_sections(raw: &Map<String, Value>, schema: &Value, errors: &mut Vec<String>) {
-    let Value::Object(schema) = schema else { return };
+    let Value::Object(schema) = schema else {
+        return;
+    };
     for (section, value) in raw {
         if !schema.contains_key(section) {
             errors.push(format!("unknown section or key `{section}`"));
@@ -149,10 +165,10 @@ fn check_table<T: DeserializeOwned>(name: &str, value: &Value, errors: &mut Vec<
             }
         }
     }
-    if errors.len() == before {
-        if let Err(e) = serde_json::from_value::<T>(value.clone()) {
-            errors.push(format!("{name}: {e}"));
-        }
+    if errors.len() == before
+        && let Err(e) = serde_json::from_value::<T>(value.clone())
+    {
+        errors.push(format!("{name}: {e}"));
     }
 }
 
@@ -166,11 +182,13 @@ fn apply_overrides(cfg: &mut AgentConfig, o: &Overrides, errors: &mut Vec<String
     cfg.origin.allow.extend(o.allow_origins.iter().cloned());
     for s in &o.streams {
         match s.split_once('=') {
-            Some((name, url)) if !name.is_empty() && !url.is_empty() => cfg.streams.push(StreamConfig {
-                name: name.to_string(),
-                url: url.to_string(),
-                integrity: None,
-            }),
+            Some((name, url)) if !name.is_empty() && !url.is_empty() => {
+                cfg.streams.push(StreamConfig {
+                    name: name.to_string(),
+                    url: url.to_string(),
+                    integrity: None,
+                })
+            }
             _ => errors.push(format!("--stream `{s}` must be NAME=URL")),
         }
     }
@@ -179,36 +197,105 @@ fn apply_overrides(cfg: &mut AgentConfig, o: &Overrides, errors: &mut Vec<String
 /// One line of documentation per key of the default TOML. A test checks that every key has one.
 const DOCS: &[(&str, &str)] = &[
     ("server", "Local listeners."),
-    ("server.listen", "Address of the local HLS endpoint players use. Keep it on loopback: it has no authentication."),
-    ("server.admin_listen", "Address of the admin endpoint (/metrics, /healthz)."),
-    ("server.shutdown_grace", "Time in-flight requests get to finish after SIGTERM."),
-    ("server.max_connections", "Maximum concurrent player connections."),
-    ("origin", "Origin access. Only origins in `allow` are fetched: the agent is not an open proxy."),
-    ("origin.allow", "Allowed origins as \"scheme://host[:port]\", e.g. \"https://cdn.example.com\"."),
+    (
+        "server.listen",
+        "Address of the local HLS endpoint players use. Keep it on loopback: it has no authentication.",
+    ),
+    (
+        "server.admin_listen",
+        "Address of the admin endpoint (/metrics, /healthz).",
+    ),
+    (
+        "server.shutdown_grace",
+        "Time in-flight requests get to finish after SIGTERM.",
+    ),
+    (
+        "server.max_connections",
+        "Maximum concurrent player connections.",
+    ),
+    (
+        "origin",
+        "Origin access. Only origins in `allow` are fetched: the agent is not an open proxy.",
+    ),
+    (
+        "origin.allow",
+        "Allowed origins as \"scheme://host[:port]\", e.g. \"https://cdn.example.com\".",
+    ),
     ("origin.connect_timeout", "TCP + TLS connect timeout."),
-    ("origin.header_timeout", "Time from request to response head."),
-    ("origin.body_idle_timeout", "Longest silence between two body chunks."),
-    ("origin.total_timeout", "Upper bound on one request, retries included."),
-    ("origin.retries", "Retries of idempotent failures (connect errors, timeouts, 502/503/504, cut-off bodies)."),
-    ("origin.retry_backoff", "First retry delay; doubles on each further retry."),
-    ("origin.max_redirects", "Redirects followed per request; targets must be allowed origins too."),
-    ("origin.max_playlist_size", "Largest playlist or digest sidecar accepted."),
+    (
+        "origin.header_timeout",
+        "Time from request to response head.",
+    ),
+    (
+        "origin.body_idle_timeout",
+        "Longest silence between two body chunks.",
+    ),
+    (
+        "origin.total_timeout",
+        "Upper bound on one request, retries included.",
+    ),
+    (
+        "origin.retries",
+        "Retries of idempotent failures (connect errors, timeouts, 502/503/504, cut-off bodies).",
+    ),
+    (
+        "origin.retry_backoff",
+        "First retry delay; doubles on each further retry.",
+    ),
+    (
+        "origin.max_redirects",
+        "Redirects followed per request; targets must be allowed origins too.",
+    ),
+    (
+        "origin.max_playlist_size",
+        "Largest playlist or digest sidecar accepted.",
+    ),
     ("origin.max_segment_size", "Largest segment accepted."),
-    ("origin.pool_max_idle_per_host", "Idle pooled connections kept per origin host."),
-    ("origin.proxy_keys", "Proxy AES keys through the agent (never cached, shared or logged). Off: key URIs are made absolute."),
+    (
+        "origin.pool_max_idle_per_host",
+        "Idle pooled connections kept per origin host.",
+    ),
+    (
+        "origin.proxy_keys",
+        "Proxy AES keys through the agent (never cached, shared or logged). Off: key URIs are made absolute.",
+    ),
     ("origin.user_agent", "User-Agent sent to origins."),
     ("cache", "In-memory segment cache."),
-    ("cache.max_bytes", "Memory budget for segments and init segments (LRU)."),
-    ("cache.vod_playlist_ttl", "How long a VOD playlist (with EXT-X-ENDLIST) is served from cache. Live playlists: half the target duration."),
+    (
+        "cache.max_bytes",
+        "Memory budget for segments and init segments (LRU).",
+    ),
+    (
+        "cache.vod_playlist_ttl",
+        "How long a VOD playlist (with EXT-X-ENDLIST) is served from cache. Live playlists: half the target duration.",
+    ),
     ("playlist", "Playlist handling."),
-    ("playlist.low_latency", "\"passthrough\" rewrites LL-HLS parts/hints/reports; \"degrade\" strips LL-HLS tags."),
-    ("playlist.strip_content_steering", "Remove EXT-X-CONTENT-STEERING (the agent steers, as the origin's client)."),
-    ("integrity", "Segment integrity: digests from the origin's <playlist>.sha256.json sidecar."),
-    ("integrity.mode", "\"required\": peers only with verified digests, streams without digests play origin-only. \"off\": share unverified (warning)."),
+    (
+        "playlist.low_latency",
+        "\"passthrough\" rewrites LL-HLS parts/hints/reports; \"degrade\" strips LL-HLS tags.",
+    ),
+    (
+        "playlist.strip_content_steering",
+        "Remove EXT-X-CONTENT-STEERING (the agent steers, as the origin's client).",
+    ),
+    (
+        "integrity",
+        "Segment integrity: digests from the origin's <playlist>.sha256.json sidecar.",
+    ),
+    (
+        "integrity.mode",
+        "\"required\": peers only with verified digests, streams without digests play origin-only. \"off\": share unverified (warning).",
+    ),
     ("log", "Logging."),
-    ("log.level", "tracing filter directive, e.g. \"info\"; RUST_LOG wins when set."),
+    (
+        "log.level",
+        "tracing filter directive, e.g. \"info\"; RUST_LOG wins when set.",
+    ),
     ("log.json", "Emit JSON lines instead of text."),
-    ("streams", "Named streams, served at /streams/{name}.m3u8. Example:\n[[streams]]\nname = \"live\"\nurl = \"https://cdn.example.com/live/master.m3u8\"\nintegrity = \"required\"   # optional"),
+    (
+        "streams",
+        "Named streams, served at /streams/{name}.m3u8. Example:\n[[streams]]\nname = \"live\"\nurl = \"https://cdn.example.com/live/master.m3u8\"\nintegrity = \"required\"   # optional",
+    ),
 ];
 
 fn doc_for(key: &str) -> Option<&'static str> {
@@ -257,7 +344,10 @@ mod tests {
     use std::io::Write;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn file(text: &str) -> tempfile_like::TempFile {
@@ -293,7 +383,10 @@ mod tests {
     fn defaults_load_and_validate() {
         let cfg = load(None, env(&[]), &Overrides::default()).expect("defaults are valid");
         assert_eq!(cfg, AgentConfig::default());
-        assert!(cfg.server.listen.ip().is_loopback(), "binds loopback by default");
+        assert!(
+            cfg.server.listen.ip().is_loopback(),
+            "binds loopback by default"
+        );
         assert!(cfg.server.admin_listen.ip().is_loopback());
     }
 
@@ -308,7 +401,10 @@ mod tests {
             assert!(doc_for(section).is_some(), "section {section} undocumented");
             if let toml::Value::Table(t) = v {
                 for k in t.keys() {
-                    assert!(doc_for(&format!("{section}.{k}")).is_some(), "{section}.{k} undocumented");
+                    assert!(
+                        doc_for(&format!("{section}.{k}")).is_some(),
+                        "{section}.{k} undocumented"
+                    );
                 }
             }
         }
@@ -319,7 +415,11 @@ mod tests {
     fn checked_in_agent_toml_matches_defaults() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/agent.toml");
         let on_disk = std::fs::read_to_string(&path).expect("config/agent.toml exists");
-        assert_eq!(on_disk, default_toml(), "config/agent.toml is stale: regenerate it with `hivecast-agent --print-default-config > config/agent.toml`");
+        assert_eq!(
+            on_disk,
+            default_toml(),
+            "config/agent.toml is stale: regenerate it with `hivecast-agent --print-default-config > config/agent.toml`"
+        );
     }
 
     #[test]
@@ -329,7 +429,10 @@ mod tests {
         );
         let cfg = load(
             Some(&f.0),
-            env(&[("HIVECAST_AGENT__ORIGIN__RETRIES", "4"), ("HIVECAST_AGENT__CACHE__MAX_BYTES", "64 MiB")]),
+            env(&[
+                ("HIVECAST_AGENT__ORIGIN__RETRIES", "4"),
+                ("HIVECAST_AGENT__CACHE__MAX_BYTES", "64 MiB"),
+            ]),
             &Overrides {
                 listen: Some("127.0.0.1:2222".parse().expect("addr")),
                 allow_origins: vec!["https://b.test:8443".into()],
@@ -341,7 +444,13 @@ mod tests {
         assert_eq!(cfg.server.listen.port(), 2222, "flag beats file");
         assert_eq!(cfg.origin.retries, 4, "env beats file");
         assert_eq!(cfg.cache.max_bytes, bytesize::ByteSize::mib(64));
-        assert_eq!(cfg.origin.allow, vec!["http://a.test".to_string(), "https://b.test:8443".to_string()]);
+        assert_eq!(
+            cfg.origin.allow,
+            vec![
+                "http://a.test".to_string(),
+                "https://b.test:8443".to_string()
+            ]
+        );
         assert_eq!(cfg.streams.len(), 1);
         assert_eq!(cfg.streams[0].name, "live");
     }
@@ -350,7 +459,10 @@ mod tests {
     fn env_list_of_origins() {
         let cfg = load(
             None,
-            env(&[("HIVECAST_AGENT__ORIGIN__ALLOW", "http://a.test,https://b.test")]),
+            env(&[(
+                "HIVECAST_AGENT__ORIGIN__ALLOW",
+                "http://a.test,https://b.test",
+            )]),
             &Overrides::default(),
         )
         .expect("valid");
@@ -362,8 +474,12 @@ mod tests {
         let f = file(
             "bogus_section = 1\n[server]\nlisten = \"not an address\"\nlisen = 3\n[origin]\nretries = \"many\"\nconnect_timeout = \"forever\"\n[cache]\nmax_bytes = \"lots\"\n[[streams]]\nname = \"x\"\nurl = \"http://a.test/x.m3u8\"\nextra = 1\n",
         );
-        let err = load(Some(&f.0), env(&[("HIVECAST_AGENT__LOG__COLOUR", "red")]), &Overrides::default())
-            .expect_err("invalid");
+        let err = load(
+            Some(&f.0),
+            env(&[("HIVECAST_AGENT__LOG__COLOUR", "red")]),
+            &Overrides::default(),
+        )
+        .expect_err("invalid");
         let text = err.to_string();
         for needle in [
             "bogus_section",
@@ -396,11 +512,22 @@ mod tests {
 
     #[test]
     fn bad_stream_flag_and_missing_file() {
-        let err = load(None, env(&[]), &Overrides { streams: vec!["noequals".into()], ..Default::default() })
-            .expect_err("invalid");
+        let err = load(
+            None,
+            env(&[]),
+            &Overrides {
+                streams: vec!["noequals".into()],
+                ..Default::default()
+            },
+        )
+        .expect_err("invalid");
         assert!(err.to_string().contains("NAME=URL"));
-        let err = load(Some(Path::new("/nonexistent/agent.toml")), env(&[]), &Overrides::default())
-            .expect_err("missing");
+        let err = load(
+            Some(Path::new("/nonexistent/agent.toml")),
+            env(&[]),
+            &Overrides::default(),
+        )
+        .expect_err("missing");
         assert!(err.to_string().contains("does not exist"));
     }
 
@@ -414,7 +541,10 @@ mod tests {
     #[test]
     fn allowed_origin_normalises_default_ports() {
         let a = super::super::AllowedOrigin::parse("https://CDN.example.com").expect("valid");
-        assert_eq!((a.scheme.as_str(), a.host.as_str(), a.port), ("https", "cdn.example.com", 443));
+        assert_eq!(
+            (a.scheme.as_str(), a.host.as_str(), a.port),
+            ("https", "cdn.example.com", 443)
+        );
         let u = url::Url::parse("https://cdn.example.com:443/x").expect("url");
         assert_eq!(super::super::AllowedOrigin::of(&u), Some(a));
         assert!(super::super::AllowedOrigin::parse("https://u:p@x.test").is_err());

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 /// The whole agent configuration.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AgentConfig {
     /// Local listeners (player endpoint and admin endpoint).
@@ -168,20 +168,6 @@ pub struct StreamConfig {
     pub integrity: Option<IntegrityMode>,
 }
 
-impl Default for AgentConfig {
-    fn default() -> Self {
-        Self {
-            server: ServerConfig::default(),
-            origin: OriginConfig::default(),
-            cache: CacheConfig::default(),
-            playlist: PlaylistConfig::default(),
-            integrity: IntegrityConfig::default(),
-            log: LogConfig::default(),
-            streams: Vec::new(),
-        }
-    }
-}
-
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
@@ -215,25 +201,36 @@ impl Default for OriginConfig {
 
 impl Default for CacheConfig {
     fn default() -> Self {
-        Self { max_bytes: ByteSize::mib(256), vod_playlist_ttl: Duration::from_secs(300) }
+        Self {
+            max_bytes: ByteSize::mib(256),
+            vod_playlist_ttl: Duration::from_secs(300),
+        }
     }
 }
 
 impl Default for PlaylistConfig {
     fn default() -> Self {
-        Self { low_latency: LowLatencyMode::Passthrough, strip_content_steering: true }
+        Self {
+            low_latency: LowLatencyMode::Passthrough,
+            strip_content_steering: true,
+        }
     }
 }
 
 impl Default for IntegrityConfig {
     fn default() -> Self {
-        Self { mode: IntegrityMode::Required }
+        Self {
+            mode: IntegrityMode::Required,
+        }
     }
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { level: "info".to_string(), json: false }
+        Self {
+            level: "info".to_string(),
+            json: false,
+        }
     }
 }
 
@@ -256,7 +253,8 @@ impl AllowedOrigin {
     }
 
     fn from_url_strict(url: &Url) -> Result<Self, String> {
-        let o = Self::of(url).ok_or_else(|| "only http and https origins are supported".to_string())?;
+        let o =
+            Self::of(url).ok_or_else(|| "only http and https origins are supported".to_string())?;
         if !url.username().is_empty() || url.password().is_some() {
             return Err("credentials in an origin are not allowed".into());
         }
@@ -277,7 +275,11 @@ impl AllowedOrigin {
             url::Host::Ipv4(a) => a.to_string(),
             url::Host::Ipv6(a) => a.to_string(),
         };
-        Some(Self { scheme: scheme.to_string(), host, port: url.port_or_known_default()? })
+        Some(Self {
+            scheme: scheme.to_string(),
+            host,
+            port: url.port_or_known_default()?,
+        })
     }
 }
 
@@ -309,7 +311,10 @@ impl AgentConfig {
             errs.push("origin.total_timeout must be at least origin.header_timeout".into());
         }
         if self.origin.retries > 10 {
-            errs.push(format!("origin.retries = {} is above the limit of 10", self.origin.retries));
+            errs.push(format!(
+                "origin.retries = {} is above the limit of 10",
+                self.origin.retries
+            ));
         }
         if self.origin.max_playlist_size.as_u64() < 1024 {
             errs.push("origin.max_playlist_size must be at least 1 KiB".into());
@@ -324,13 +329,18 @@ impl AgentConfig {
             errs.push("origin.user_agent must be a non-empty single line".into());
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
-            errs.push(format!("log.level `{}` is not a valid filter directive", self.log.level));
+            errs.push(format!(
+                "log.level `{}` is not a valid filter directive",
+                self.log.level
+            ));
         }
         let mut names = std::collections::HashSet::new();
         for (i, s) in self.streams.iter().enumerate() {
             let valid_name = !s.name.is_empty()
                 && s.name.len() <= 64
-                && s.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+                && s.name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
                 && !s.name.starts_with('.');
             if !valid_name {
                 errs.push(format!(
@@ -358,7 +368,11 @@ impl AgentConfig {
 
     /// The parsed allow-list (entries that fail to parse are skipped; `validate` reports them).
     pub fn allowed_origins(&self) -> Vec<AllowedOrigin> {
-        self.origin.allow.iter().filter_map(|a| AllowedOrigin::parse(a).ok()).collect()
+        self.origin
+            .allow
+            .iter()
+            .filter_map(|a| AllowedOrigin::parse(a).ok())
+            .collect()
     }
 
     /// The default configuration as documented TOML (what `--print-default-config` prints).

@@ -52,7 +52,8 @@ pub struct Digests {
 impl Digests {
     /// Parses and checks a sidecar body.
     pub fn parse(body: &[u8]) -> Result<Self, ManifestError> {
-        let m: Manifest = serde_json::from_slice(body).map_err(|e| ManifestError::Json(e.to_string()))?;
+        let m: Manifest =
+            serde_json::from_slice(body).map_err(|e| ManifestError::Json(e.to_string()))?;
         if m.version != 1 {
             return Err(ManifestError::Version(m.version));
         }
@@ -123,7 +124,11 @@ mod tests {
     #[test]
     fn parses_valid_sidecar() {
         let d = sha256(b"hello");
-        let body = format!(r#"{{"version":1,"segments":{{"seg1.ts":"{}","media.ts@0-100":"{}"}}}}"#, hex::encode(d), hex::encode(d));
+        let body = format!(
+            r#"{{"version":1,"segments":{{"seg1.ts":"{}","media.ts@0-100":"{}"}}}}"#,
+            hex::encode(d),
+            hex::encode(d)
+        );
         let m = Digests::parse(body.as_bytes()).expect("valid");
         assert_eq!(m.len(), 2);
         assert_eq!(m.get("seg1.ts"), Some(d));
@@ -133,13 +138,22 @@ mod tests {
 
     #[test]
     fn rejects_bad_sidecars() {
-        assert!(matches!(Digests::parse(b"not json"), Err(ManifestError::Json(_))));
-        assert!(matches!(Digests::parse(br#"{"version":2,"segments":{}}"#), Err(ManifestError::Version(2))));
+        assert!(matches!(
+            Digests::parse(b"not json"),
+            Err(ManifestError::Json(_))
+        ));
+        assert!(matches!(
+            Digests::parse(br#"{"version":2,"segments":{}}"#),
+            Err(ManifestError::Version(2))
+        ));
         assert!(matches!(
             Digests::parse(br#"{"version":1,"segments":{"a.ts":"zz"}}"#),
             Err(ManifestError::BadDigest(_))
         ));
-        assert!(matches!(Digests::parse(br#"{"version":1,"segments":{},"x":1}"#), Err(ManifestError::Json(_))));
+        assert!(matches!(
+            Digests::parse(br#"{"version":1,"segments":{},"x":1}"#),
+            Err(ManifestError::Json(_))
+        ));
     }
 
     #[test]
@@ -147,6 +161,9 @@ mod tests {
         assert_eq!(sidecar_name("index.m3u8"), "index.sha256.json");
         assert_eq!(sidecar_name("a.b.m3u8"), "a.b.sha256.json");
         let u = Url::parse("https://cdn.test/live/720p/index.m3u8?token=1").expect("url");
-        assert_eq!(sidecar_url(&u).expect("sidecar").as_str(), "https://cdn.test/live/720p/index.sha256.json");
+        assert_eq!(
+            sidecar_url(&u).expect("sidecar").as_str(),
+            "https://cdn.test/live/720p/index.sha256.json"
+        );
     }
 }

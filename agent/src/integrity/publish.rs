@@ -64,7 +64,10 @@ impl Publisher {
 
     /// Scans `dir` once and (re)writes sidecars whose content changed.
     pub fn scan(&mut self, dir: &Path) -> Result<ScanReport, PublishError> {
-        let root = dir.canonicalize().map_err(|source| PublishError::Read { path: dir.to_path_buf(), source })?;
+        let root = dir.canonicalize().map_err(|source| PublishError::Read {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         if !root.is_dir() {
             return Err(PublishError::NotADirectory(dir.to_path_buf()));
         }
@@ -73,10 +76,18 @@ impl Publisher {
         collect_playlists(&root, &mut playlists, 0)?;
         let mut seen = std::collections::HashSet::new();
         for pl in playlists {
-            let Some(segments) = self.digests_for(&root, &pl, &mut report, &mut seen) else { continue };
+            let Some(segments) = self.digests_for(&root, &pl, &mut report, &mut seen) else {
+                continue;
+            };
             report.playlists += 1;
-            let manifest = Manifest { version: 1, segments };
-            let name = pl.file_name().and_then(|n| n.to_str()).unwrap_or("index.m3u8");
+            let manifest = Manifest {
+                version: 1,
+                segments,
+            };
+            let name = pl
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("index.m3u8");
             let out = pl.with_file_name(sidecar_name(name));
             let text = match serde_json::to_string(&manifest) {
                 Ok(t) => t,
@@ -106,20 +117,29 @@ impl Publisher {
     ) -> Option<BTreeMap<String, String>> {
         let body = std::fs::read(pl).ok()?;
         let base = Url::from_file_path(pl).ok()?;
-        let info = match playlist::parse(&body, &base, &Variables::default(), &playlist::Limits::default()) {
+        let info = match playlist::parse(
+            &body,
+            &base,
+            &Variables::default(),
+            &playlist::Limits::default(),
+        ) {
             Ok(i) => i,
             Err(e) => {
                 tracing::warn!(playlist = %pl.display(), error = %e, "skipping playlist that does not parse");
                 return None;
             }
         };
-        let PlaylistInfo::Media(media) = info else { return None };
+        let PlaylistInfo::Media(media) = info else {
+            return None;
+        };
         let mut out = BTreeMap::new();
         for seg in &media.segments {
             if seg.url.scheme() != "file" {
                 continue; // Absolute http(s) URIs point elsewhere; nothing local to hash.
             }
-            let Ok(path) = seg.url.to_file_path() else { continue };
+            let Ok(path) = seg.url.to_file_path() else {
+                continue;
+            };
             let Ok(path) = path.canonicalize() else {
                 report.missing += 1;
                 continue;
@@ -177,7 +197,10 @@ fn collect_playlists(dir: &Path, out: &mut Vec<PathBuf>, depth: usize) -> Result
     if depth > 8 {
         return Ok(());
     }
-    let entries = std::fs::read_dir(dir).map_err(|source| PublishError::Read { path: dir.to_path_buf(), source })?;
+    let entries = std::fs::read_dir(dir).map_err(|source| PublishError::Read {
+        path: dir.to_path_buf(),
+        source,
+    })?;
     for e in entries.flatten() {
         let p = e.path();
         let Ok(ft) = e.file_type() else { continue };
@@ -194,10 +217,16 @@ fn collect_playlists(dir: &Path, out: &mut Vec<PathBuf>, depth: usize) -> Result
 /// Writes `bytes` to a temp file beside `path`, then renames it over `path`.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), PublishError> {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(|source| PublishError::Write { path: tmp.clone(), source })?;
+    std::fs::write(&tmp, bytes).map_err(|source| PublishError::Write {
+        path: tmp.clone(),
+        source,
+    })?;
     std::fs::rename(&tmp, path).map_err(|source| {
         let _ = std::fs::remove_file(&tmp);
-        PublishError::Write { path: path.to_path_buf(), source }
+        PublishError::Write {
+            path: path.to_path_buf(),
+            source,
+        }
     })
 }
 
@@ -205,7 +234,11 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), PublishError> {
 pub async fn run(dir: &Path, watch: bool, interval: Duration) -> Result<(), PublishError> {
     let mut publisher = Publisher::new();
     let report = publisher.scan(dir)?;
-    tracing::info!(playlists = report.playlists, written = report.written, "digests published");
+    tracing::info!(
+        playlists = report.playlists,
+        written = report.written,
+        "digests published"
+    );
     if !watch {
         if report.playlists == 0 {
             tracing::warn!(dir = %dir.display(), "no media playlists found");
@@ -262,12 +295,16 @@ mod tests {
         let r = p.scan(&d).expect("scan");
         assert_eq!(r.playlists, 2);
         assert_eq!(r.written, 2);
-        let m: Manifest = serde_json::from_str(&std::fs::read_to_string(d.join("index.sha256.json")).expect("sidecar"))
-            .expect("json");
+        let m: Manifest = serde_json::from_str(
+            &std::fs::read_to_string(d.join("index.sha256.json")).expect("sidecar"),
+        )
+        .expect("json");
         assert_eq!(m.segments["a.ts"], hex::encode(sha256(b"AAAA")));
         assert_eq!(m.segments["b.ts"], hex::encode(sha256(b"BBBB")));
-        let br: Manifest =
-            serde_json::from_str(&std::fs::read_to_string(d.join("br/br.sha256.json")).expect("sidecar")).expect("json");
+        let br: Manifest = serde_json::from_str(
+            &std::fs::read_to_string(d.join("br/br.sha256.json")).expect("sidecar"),
+        )
+        .expect("json");
         assert_eq!(br.segments["media.ts@0-4"], hex::encode(sha256(b"0123")));
         assert_eq!(br.segments["media.ts@4-6"], hex::encode(sha256(b"456789")));
 
@@ -280,8 +317,10 @@ mod tests {
             .expect("write");
         std::fs::remove_file(d.join("a.ts")).expect("rm");
         assert_eq!(p.scan(&d).expect("scan").written, 1);
-        let m: Manifest = serde_json::from_str(&std::fs::read_to_string(d.join("index.sha256.json")).expect("sidecar"))
-            .expect("json");
+        let m: Manifest = serde_json::from_str(
+            &std::fs::read_to_string(d.join("index.sha256.json")).expect("sidecar"),
+        )
+        .expect("json");
         assert!(!m.segments.contains_key("a.ts"));
         assert_eq!(m.segments["c.ts"], hex::encode(sha256(b"CCCC")));
         let _ = std::fs::remove_dir_all(&d);
@@ -295,12 +334,20 @@ mod tests {
         std::fs::write(d.join("broken.m3u8"), "no header\n").expect("write");
         let mut p = Publisher::new();
         let r = p.scan(&d).expect("scan");
-        assert_eq!(r.playlists, 1, "the malformed playlist is skipped, not fatal");
+        assert_eq!(
+            r.playlists, 1,
+            "the malformed playlist is skipped, not fatal"
+        );
         assert!(r.missing >= 1);
-        let m: Manifest = serde_json::from_str(&std::fs::read_to_string(d.join("index.sha256.json")).expect("sidecar"))
-            .expect("json");
+        let m: Manifest = serde_json::from_str(
+            &std::fs::read_to_string(d.join("index.sha256.json")).expect("sidecar"),
+        )
+        .expect("json");
         assert!(m.segments.is_empty());
-        assert!(matches!(p.scan(&d.join("nope")), Err(PublishError::Read { .. })));
+        assert!(matches!(
+            p.scan(&d.join("nope")),
+            Err(PublishError::Read { .. })
+        ));
         let _ = std::fs::remove_dir_all(&d);
     }
 }

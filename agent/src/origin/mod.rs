@@ -63,7 +63,9 @@ impl OriginError {
     /// Whether retrying the same idempotent request may succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
-            OriginError::Connect(_) | OriginError::Timeout(_) | OriginError::Truncated { .. } => true,
+            OriginError::Connect(_) | OriginError::Timeout(_) | OriginError::Truncated { .. } => {
+                true
+            }
             OriginError::Status(s) => matches!(s, 502..=504),
             _ => false,
         }
@@ -116,8 +118,11 @@ pub struct Fetched {
     pub content_type: Option<HeaderValue>,
     /// `Cache-Control` from the origin, if any.
     pub cache_control: Option<HeaderValue>,
-    /// The whole body.
+    /// The whole body (or the requested range).
     pub body: Bytes,
+    /// Length of the whole resource: the body length, or the total from `Content-Range`
+    /// when a range was fetched and the origin stated it.
+    pub resource_len: Option<u64>,
     /// Time from the first request to the last body byte.
     pub elapsed: Duration,
 }
@@ -135,7 +140,9 @@ pub struct OriginClient {
 
 impl std::fmt::Debug for OriginClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OriginClient").field("allow", &self.allow).finish_non_exhaustive()
+        f.debug_struct("OriginClient")
+            .field("allow", &self.allow)
+            .finish_non_exhaustive()
     }
 }
 
@@ -148,17 +155,21 @@ impl OriginClient {
         extra_roots: &[Vec<u8>],
         metrics: Metrics,
     ) -> Result<Self, OriginError> {
-        let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+        let mut roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
         for der in extra_roots {
             roots
                 .add(rustls::pki_types::CertificateDer::from(der.clone()))
                 .map_err(|e| OriginError::Invalid(format!("bad extra root certificate: {e}")))?;
         }
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| OriginError::Invalid(format!("TLS setup: {e}")))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| OriginError::Invalid(format!("TLS setup: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_connect_timeout(Some(cfg.connect_timeout));
@@ -172,7 +183,12 @@ impl OriginClient {
             .pool_max_idle_per_host(cfg.pool_max_idle_per_host)
             .pool_idle_timeout(Duration::from_secs(60))
             .build(https);
-        Ok(Self { client, cfg: Arc::new(cfg.clone()), allow: Arc::new(allow), metrics })
+        Ok(Self {
+            client,
+            cfg: Arc::new(cfg.clone()),
+            allow: Arc::new(allow),
+            metrics,
+        })
     }
 
     /// Whether `url` belongs to an allowed origin.
@@ -184,7 +200,11 @@ impl OriginClient {
     /// `origin.total_timeout`.
     pub async fn fetch(&self, req: &FetchRequest) -> Result<Fetched, OriginError> {
         let started = Instant::now();
-        let outcome = tokio::time::timeout(self.cfg.total_timeout, self.fetch_with_retries(req, started)).await;
+        let outcome = tokio::time::timeout(
+            self.cfg.total_timeout,
+            self.fetch_with_retries(req, started),
+        )
+        .await;
         let result = match outcome {
             Ok(r) => r,
             Err(_) => Err(OriginError::Timeout("total")),
@@ -196,7 +216,11 @@ impl OriginClient {
         result
     }
 
-    async fn fetch_with_retries(&self, req: &FetchRequest, started: Instant) -> Result<Fetched, OriginError> {
+    async fn fetch_with_retries(
+        &self,
+        req: &FetchRequest,
+        started: Instant,
+    ) -> Result<Fetched, OriginError> {
         let mut attempt = 0;
         loop {
             match self.fetch_following_redirects(req, started).await {
@@ -212,7 +236,11 @@ impl OriginClient {
         }
     }
 
-    async fn fetch_following_redirects(&self, req: &FetchRequest, started: Instant) -> Result<Fetched, OriginError> {
+    async fn fetch_following_redirects(
+        &self,
+        req: &FetchRequest,
+        started: Instant,
+    ) -> Result<Fetched, OriginError> {
         let mut url = req.url.clone();
         for _ in 0..=self.cfg.max_redirects {
             if !self.is_allowed(&url) {
@@ -224,14 +252,22 @@ impl OriginClient {
                 .header(header::USER_AGENT, &self.cfg.user_agent)
                 .header(header::ACCEPT_ENCODING, "identity");
             if let Some(r) = req.range {
-                builder = builder.header(header::RANGE, format!("bytes={}-{}", r.start, r.start + r.len - 1));
+                builder = builder.header(
+                    header::RANGE,
+                    format!("bytes={}-{}", r.start, r.start + r.len - 1),
+                );
             }
-            let request = builder.body(Empty::new()).map_err(|e| OriginError::Invalid(e.to_string()))?;
-            let response = match tokio::time::timeout(self.cfg.header_timeout, self.client.request(request)).await {
-                Err(_) => return Err(OriginError::Timeout("response head")),
-                Ok(Err(e)) => return Err(classify_client_error(&e)),
-                Ok(Ok(r)) => r,
-            };
+            let request = builder
+                .body(Empty::new())
+                .map_err(|e| OriginError::Invalid(e.to_string()))?;
+            let response =
+                match tokio::time::timeout(self.cfg.header_timeout, self.client.request(request))
+                    .await
+                {
+                    Err(_) => return Err(OriginError::Timeout("response head")),
+                    Ok(Err(e)) => return Err(classify_client_error(&e)),
+                    Ok(Ok(r)) => r,
+                };
             let status = response.status();
             if status.is_redirection() && status != StatusCode::NOT_MODIFIED {
                 let location = response
@@ -252,13 +288,21 @@ impl OriginClient {
                 check_content_range(&parts.headers, status, r)?;
             }
             let expected = content_length(&parts.headers);
-            if let Some(len) = expected {
-                if len > req.max_bytes {
-                    return Err(OriginError::TooLarge(req.max_bytes));
-                }
+            if expected.is_some_and(|len| len > req.max_bytes) {
+                return Err(OriginError::TooLarge(req.max_bytes));
             }
             let body = read_body(body, expected, req.max_bytes, self.cfg.body_idle_timeout).await?;
+            let resource_len = match req.range {
+                None => Some(body.len() as u64),
+                Some(_) => parts
+                    .headers
+                    .get(header::CONTENT_RANGE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.rsplit_once('/'))
+                    .and_then(|(_, t)| t.trim().parse().ok()),
+            };
             return Ok(Fetched {
+                resource_len,
                 status,
                 final_url: url,
                 content_type: parts.headers.get(header::CONTENT_TYPE).cloned(),
@@ -267,17 +311,32 @@ impl OriginClient {
                 elapsed: started.elapsed(),
             });
         }
-        Err(OriginError::Redirect(format!("more than {} redirects", self.cfg.max_redirects)))
+        Err(OriginError::Redirect(format!(
+            "more than {} redirects",
+            self.cfg.max_redirects
+        )))
     }
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
-fn check_content_range(headers: &HeaderMap, status: StatusCode, r: ByteRange) -> Result<(), OriginError> {
+fn check_content_range(
+    headers: &HeaderMap,
+    status: StatusCode,
+    r: ByteRange,
+) -> Result<(), OriginError> {
     if status != StatusCode::PARTIAL_CONTENT {
-        return Err(OriginError::BadRange(format!("asked for a range, got {status}")));
+        return Err(OriginError::BadRange(format!(
+            "asked for a range, got {status}"
+        )));
     }
     let v = headers
         .get(header::CONTENT_RANGE)
@@ -285,7 +344,9 @@ fn check_content_range(headers: &HeaderMap, status: StatusCode, r: ByteRange) ->
         .ok_or_else(|| OriginError::BadRange("206 without Content-Range".into()))?;
     let want = format!("bytes {}-{}/", r.start, r.start + r.len - 1);
     if !v.starts_with(&want) {
-        return Err(OriginError::BadRange(format!("got `{v}`, wanted `{want}*`")));
+        return Err(OriginError::BadRange(format!(
+            "got `{v}`, wanted `{want}*`"
+        )));
     }
     Ok(())
 }
@@ -302,7 +363,10 @@ async fn read_body(
             Err(_) => return Err(OriginError::Timeout("body")),
             Ok(None) => break,
             Ok(Some(Err(_))) => {
-                return Err(OriginError::Truncated { received: buf.len() as u64, expected: expected.unwrap_or(0) });
+                return Err(OriginError::Truncated {
+                    received: buf.len() as u64,
+                    expected: expected.unwrap_or(0),
+                });
             }
             Ok(Some(Ok(f))) => f,
         };
@@ -313,10 +377,13 @@ async fn read_body(
             buf.extend_from_slice(&data);
         }
     }
-    if let Some(len) = expected {
-        if buf.len() as u64 != len {
-            return Err(OriginError::Truncated { received: buf.len() as u64, expected: len });
-        }
+    if let Some(len) = expected
+        && buf.len() as u64 != len
+    {
+        return Err(OriginError::Truncated {
+            received: buf.len() as u64,
+            expected: len,
+        });
     }
     Ok(buf.freeze())
 }
@@ -362,7 +429,13 @@ mod tests {
     fn retryable_classification() {
         assert!(OriginError::Status(503).is_retryable());
         assert!(OriginError::Timeout("body").is_retryable());
-        assert!(OriginError::Truncated { received: 1, expected: 2 }.is_retryable());
+        assert!(
+            OriginError::Truncated {
+                received: 1,
+                expected: 2
+            }
+            .is_retryable()
+        );
         assert!(!OriginError::Status(404).is_retryable());
         assert!(!OriginError::TooLarge(1).is_retryable());
         assert!(!OriginError::NotAllowed("x".into()).is_retryable());
@@ -379,7 +452,10 @@ mod tests {
     #[test]
     fn content_range_must_match() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONTENT_RANGE, HeaderValue::from_static("bytes 10-19/100"));
+        h.insert(
+            header::CONTENT_RANGE,
+            HeaderValue::from_static("bytes 10-19/100"),
+        );
         let r = ByteRange { start: 10, len: 10 };
         assert!(check_content_range(&h, StatusCode::PARTIAL_CONTENT, r).is_ok());
         assert!(check_content_range(&h, StatusCode::OK, r).is_err());

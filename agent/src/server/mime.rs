@@ -31,12 +31,21 @@ mod tests {
 
     #[test]
     fn known_types() {
-        assert_eq!(content_type_for_path("/https/h/a/index.m3u8"), "application/vnd.apple.mpegurl");
+        assert_eq!(
+            content_type_for_path("/https/h/a/index.m3u8"),
+            "application/vnd.apple.mpegurl"
+        );
         assert_eq!(content_type_for_path("/x/seg_001.TS"), "video/mp2t");
         assert_eq!(content_type_for_path("/x/seg.m4s"), "video/iso.segment");
         assert_eq!(content_type_for_path("/x/init.mp4"), "video/mp4");
         assert_eq!(content_type_for_path("/x/sub.vtt"), "text/vtt");
-        assert_eq!(content_type_for_path("/x/noext"), "application/octet-stream");
-        assert_eq!(content_type_for_path("/x.dir/noext"), "application/octet-stream");
+        assert_eq!(
+            content_type_for_path("/x/noext"),
+            "application/octet-stream"
+        );
+        assert_eq!(
+            content_type_for_path("/x.dir/noext"),
+            "application/octet-stream"
+        );
     }
 }

@@ -127,8 +127,14 @@ pub trait Backend: Send + Sync + 'static {
 
 fn cors(resp: &mut http::response::Builder) {
     if let Some(h) = resp.headers_mut() {
-        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
-        h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("Age, Content-Length, Content-Range, Date"));
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("*"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static("Age, Content-Length, Content-Range, Date"),
+        );
     }
 }
 
@@ -160,8 +166,14 @@ pub async fn respond<B: Backend>(backend: &B, req: Request<Incoming>) -> Respons
             .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())));
     }
     if method != Method::GET && method != Method::HEAD {
-        let mut r = text_response(StatusCode::METHOD_NOT_ALLOWED, "only GET, HEAD and OPTIONS are supported\n".into());
-        r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, OPTIONS"));
+        let mut r = text_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "only GET, HEAD and OPTIONS are supported\n".into(),
+        );
+        r.headers_mut().insert(
+            header::ALLOW,
+            HeaderValue::from_static("GET, HEAD, OPTIONS"),
+        );
         return r;
     }
     let head = method == Method::HEAD;
@@ -176,7 +188,11 @@ pub async fn respond<B: Backend>(backend: &B, req: Request<Incoming>) -> Respons
             .and_then(|h| h.to_str().ok())
             .map(str::to_string)
             .or_else(|| uri.authority().map(|a| a.to_string())),
-        range: req.headers().get(header::RANGE).and_then(|v| v.to_str().ok()).and_then(range::parse),
+        range: req
+            .headers()
+            .get(header::RANGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(range::parse),
     };
     let range = local.range;
     let resp = match backend.handle(local).await {
@@ -186,7 +202,11 @@ pub async fn respond<B: Backend>(backend: &B, req: Request<Incoming>) -> Respons
             text_response(refusal.status, format!("{}\n", refusal.reason))
         }
     };
-    let sent = if head { 0 } else { http_body::Body::size_hint(resp.body()).exact().unwrap_or(0) as usize };
+    let sent = if head {
+        0
+    } else {
+        http_body::Body::size_hint(resp.body()).exact().unwrap_or(0) as usize
+    };
     backend.served(&path, resp.status(), sent);
     if head { strip_body(resp) } else { resp }
 }
@@ -200,7 +220,12 @@ fn build(reply: Reply, range: Option<RangeSpec>, _head: bool) -> Response<Full<B
     let mut b = Response::builder();
     cors(&mut b);
     let result = match reply {
-        Reply::Whole { body, content_type, cache, age } => {
+        Reply::Whole {
+            body,
+            content_type,
+            cache,
+            age,
+        } => {
             b = b
                 .header(header::CONTENT_TYPE, content_type)
                 .header(header::CACHE_CONTROL, cache.header())
@@ -210,7 +235,10 @@ fn build(reply: Reply, range: Option<RangeSpec>, _head: bool) -> Response<Full<B
             }
             let len = body.len() as u64;
             match range.map(|r| r.resolve(len)) {
-                None => b.status(StatusCode::OK).header(header::CONTENT_LENGTH, len).body(Full::new(body)),
+                None => b
+                    .status(StatusCode::OK)
+                    .header(header::CONTENT_LENGTH, len)
+                    .body(Full::new(body)),
                 Some(Resolved::Partial { start, end }) => b
                     .status(StatusCode::PARTIAL_CONTENT)
                     .header(header::CONTENT_RANGE, format!("bytes {start}-{end}/{len}"))
@@ -223,14 +251,22 @@ fn build(reply: Reply, range: Option<RangeSpec>, _head: bool) -> Response<Full<B
                     .body(Full::new(Bytes::new())),
             }
         }
-        Reply::Partial { body, start, total, content_type } => {
+        Reply::Partial {
+            body,
+            start,
+            total,
+            content_type,
+        } => {
             let end = start + body.len() as u64 - 1;
             let total = total.map_or("*".to_string(), |t| t.to_string());
             b.status(StatusCode::PARTIAL_CONTENT)
                 .header(header::CONTENT_TYPE, content_type)
                 .header(header::CACHE_CONTROL, CachePolicy::Immutable.header())
                 .header(header::ACCEPT_RANGES, "bytes")
-                .header(header::CONTENT_RANGE, format!("bytes {start}-{end}/{total}"))
+                .header(
+                    header::CONTENT_RANGE,
+                    format!("bytes {start}-{end}/{total}"),
+                )
                 .header(header::CONTENT_LENGTH, body.len())
                 .body(Full::new(body))
         }
@@ -251,7 +287,12 @@ fn build(reply: Reply, range: Option<RangeSpec>, _head: bool) -> Response<Full<B
             .header(header::CACHE_CONTROL, "no-store")
             .body(Full::new(Bytes::from(t))),
     };
-    result.unwrap_or_else(|_| text_response(StatusCode::INTERNAL_SERVER_ERROR, "response build failed\n".into()))
+    result.unwrap_or_else(|_| {
+        text_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "response build failed\n".into(),
+        )
+    })
 }
 
 /// Serves `backend` on `listener` until `cancel` fires, then lets in-flight connections finish
@@ -289,7 +330,9 @@ pub async fn serve<B: Backend>(
             let backend = backend.clone();
             async move { Ok::<_, Infallible>(respond(&*backend, req).await) }
         });
-        let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), svc)
+            .into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             let _ = conn.await;
@@ -297,7 +340,13 @@ pub async fn serve<B: Backend>(
         });
     }
     drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
-        tracing::warn!(?grace, "connections still open after the grace period; closing them");
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            ?grace,
+            "connections still open after the grace period; closing them"
+        );
     }
 }

@@ -43,11 +43,13 @@ pub fn parse(value: &str) -> Option<RangeSpec> {
         return Some(RangeSpec::Suffix(n));
     }
     let start: u64 = a.parse().ok()?;
-    let end = if b.is_empty() { None } else { Some(b.parse::<u64>().ok()?) };
-    if let Some(e) = end {
-        if e < start {
-            return None;
-        }
+    let end = if b.is_empty() {
+        None
+    } else {
+        Some(b.parse::<u64>().ok()?)
+    };
+    if end.is_some_and(|e| e < start) {
+        return None;
     }
     Some(RangeSpec::From { start, end })
 }
@@ -67,7 +69,10 @@ impl RangeSpec {
                 if n == 0 || len == 0 {
                     return Resolved::Unsatisfiable;
                 }
-                Resolved::Partial { start: len.saturating_sub(n), end: len - 1 }
+                Resolved::Partial {
+                    start: len.saturating_sub(n),
+                    end: len - 1,
+                }
             }
         }
     }
@@ -75,7 +80,10 @@ impl RangeSpec {
     /// The exact `(start, len)` when the range is closed (`a-b`); origin range fetches need it.
     pub fn closed(self) -> Option<(u64, u64)> {
         match self {
-            RangeSpec::From { start, end: Some(e) } => Some((start, e - start + 1)),
+            RangeSpec::From {
+                start,
+                end: Some(e),
+            } => Some((start, e - start + 1)),
             _ => None,
         }
     }
@@ -87,8 +95,20 @@ mod tests {
 
     #[test]
     fn parses_forms() {
-        assert_eq!(parse("bytes=0-99"), Some(RangeSpec::From { start: 0, end: Some(99) }));
-        assert_eq!(parse("bytes=100-"), Some(RangeSpec::From { start: 100, end: None }));
+        assert_eq!(
+            parse("bytes=0-99"),
+            Some(RangeSpec::From {
+                start: 0,
+                end: Some(99)
+            })
+        );
+        assert_eq!(
+            parse("bytes=100-"),
+            Some(RangeSpec::From {
+                start: 100,
+                end: None
+            })
+        );
         assert_eq!(parse("bytes=-50"), Some(RangeSpec::Suffix(50)));
         assert_eq!(parse("bytes=0-1,5-6"), None);
         assert_eq!(parse("items=0-1"), None);
@@ -100,12 +120,42 @@ mod tests {
     #[test]
     fn resolves() {
         let len = 1000;
-        assert_eq!(parse("bytes=0-99").map(|r| r.resolve(len)), Some(Resolved::Partial { start: 0, end: 99 }));
-        assert_eq!(parse("bytes=900-").map(|r| r.resolve(len)), Some(Resolved::Partial { start: 900, end: 999 }));
-        assert_eq!(parse("bytes=900-5000").map(|r| r.resolve(len)), Some(Resolved::Partial { start: 900, end: 999 }));
-        assert_eq!(parse("bytes=-10").map(|r| r.resolve(len)), Some(Resolved::Partial { start: 990, end: 999 }));
-        assert_eq!(parse("bytes=-5000").map(|r| r.resolve(len)), Some(Resolved::Partial { start: 0, end: 999 }));
-        assert_eq!(parse("bytes=1000-").map(|r| r.resolve(len)), Some(Resolved::Unsatisfiable));
-        assert_eq!(parse("bytes=-0").map(|r| r.resolve(len)), Some(Resolved::Unsatisfiable));
+        assert_eq!(
+            parse("bytes=0-99").map(|r| r.resolve(len)),
+            Some(Resolved::Partial { start: 0, end: 99 })
+        );
+        assert_eq!(
+            parse("bytes=900-").map(|r| r.resolve(len)),
+            Some(Resolved::Partial {
+                start: 900,
+                end: 999
+            })
+        );
+        assert_eq!(
+            parse("bytes=900-5000").map(|r| r.resolve(len)),
+            Some(Resolved::Partial {
+                start: 900,
+                end: 999
+            })
+        );
+        assert_eq!(
+            parse("bytes=-10").map(|r| r.resolve(len)),
+            Some(Resolved::Partial {
+                start: 990,
+                end: 999
+            })
+        );
+        assert_eq!(
+            parse("bytes=-5000").map(|r| r.resolve(len)),
+            Some(Resolved::Partial { start: 0, end: 999 })
+        );
+        assert_eq!(
+            parse("bytes=1000-").map(|r| r.resolve(len)),
+            Some(Resolved::Unsatisfiable)
+        );
+        assert_eq!(
+            parse("bytes=-0").map(|r| r.resolve(len)),
+            Some(Resolved::Unsatisfiable)
+        );
     }
 }
