@@ -63,6 +63,7 @@ pub struct Proxy {
     imports: Mutex<LruCache<String, Variables>>,
     streams: HashMap<String, Url>,
     started: Instant,
+    p2p: std::sync::OnceLock<Arc<crate::driver::P2p>>,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -173,6 +174,7 @@ impl Proxy {
             metrics,
             cfg,
             started: Instant::now(),
+            p2p: std::sync::OnceLock::new(),
         })
     }
 
@@ -186,9 +188,74 @@ impl Proxy {
         &self.segments
     }
 
+    /// The P2P runtime, when a tracker is configured.
+    pub fn p2p(&self) -> Option<&Arc<crate::driver::P2p>> {
+        self.p2p.get()
+    }
+
+    /// Fetches a segment (or a range of it) from the origin through the cache and single-flight.
+    pub(crate) async fn origin_segment(
+        &self,
+        url: &Url,
+        range: Option<ByteRange>,
+    ) -> Result<Entry, OriginError> {
+        let key = SegmentKey {
+            url: strip_fragment(url),
+            range,
+        };
+        self.fetch_segment(key, url, RequestKind::Segment).await
+    }
+
+    /// Fetches and parses a digest sidecar. `None` when absent or invalid (logged).
+    pub(crate) async fn fetch_digests(&self, url: &Url) -> Option<crate::integrity::Digests> {
+        let req = FetchRequest {
+            url: url.clone(),
+            kind: RequestKind::Digest,
+            max_bytes: self.cfg.origin.max_playlist_size.as_u64(),
+            range: None,
+        };
+        match self.origin.fetch(&req).await {
+            Ok(f) => match crate::integrity::Digests::parse(&f.body) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    tracing::warn!(url = %redact(url), error = %e, "digest sidecar rejected");
+                    None
+                }
+            },
+            Err(e) => {
+                tracing::debug!(url = %redact(url), error = %e, "no digest sidecar");
+                None
+            }
+        }
+    }
+
+    /// Fetches (through the playlist cache) and parses a media playlist for the swarm follower.
+    /// The follower reads the origin directly (not the playlist cache) so an elected fetcher
+    /// learns of a new segment as early as possible, then refreshes the cache for players.
+    pub(crate) async fn fetch_media_info(&self, url: &Url) -> Option<(playlist::MediaInfo, Url)> {
+        let f = self.fetch_playlist(url, false).await.ok()?;
+        let lim = playlist::Limits {
+            max_bytes: self.cfg.origin.max_playlist_size.as_u64() as usize,
+            ..Default::default()
+        };
+        match playlist::parse(&f.body, &f.final_url, &Variables::default(), &lim) {
+            Ok(PlaylistInfo::Media(m)) => {
+                if !m.endlist {
+                    let ttl = Duration::from_millis((m.target_duration * 500).min(30_000));
+                    self.playlists
+                        .insert(strip_fragment(url), f.clone(), f.fetched_at + ttl);
+                }
+                Some((m, f.final_url))
+            }
+            _ => None,
+        }
+    }
+
     fn stats_json(&self) -> String {
         let m = &self.metrics;
         serde_json::json!({
+            "peer_id": self.p2p.get().map(|p| p.peer_id().to_string()),
+            "swarms": self.p2p.get().map_or(0, |p| p.swarm_count()),
             "downloaded_bytes": {
                 "origin": m.downloaded_bytes.with_label_values(&[Source::Origin.as_str()]).get(),
                 "peer": m.downloaded_bytes.with_label_values(&[Source::Peer.as_str()]).get(),
@@ -339,6 +406,12 @@ impl Proxy {
                 (CachePolicy::NoCache, Duration::from_secs(2))
             }
         };
+        if cacheable
+            && let (Some(p2p), PlaylistInfo::Media(m)) = (self.p2p.get(), &rewritten.info)
+            && !m.segments.is_empty()
+        {
+            p2p.observe_media_playlist(origin_url, &fetched.final_url, Arc::new(m.clone()));
+        }
         if cacheable && !ttl.is_zero() {
             let key = strip_fragment(origin_url);
             // Store only what was fetched now; a cache hit keeps its original expiry.
@@ -436,6 +509,35 @@ impl Proxy {
             range: None,
         };
         let closed = req.range.and_then(|r| r.closed());
+        if let Some(p2p) = self.p2p.get() {
+            let range = closed.map(|(start, len)| ByteRange { start, len });
+            let key = match range {
+                Some(r) => format!("{url_key}@{}-{}", r.start, r.len),
+                None => url_key.clone(),
+            };
+            match p2p.player_request(&key).await {
+                Some(crate::driver::PlayerAnswer::Ready(e)) => {
+                    return Ok(match range {
+                        Some(r) => Reply::Partial {
+                            body: e.body,
+                            start: r.start,
+                            total: e.resource_len,
+                            content_type: e.content_type,
+                        },
+                        None => Reply::Whole {
+                            body: e.body,
+                            content_type: e.content_type,
+                            cache: CachePolicy::Immutable,
+                            age: Some(e.stored_at.elapsed().as_secs()),
+                        },
+                    });
+                }
+                Some(crate::driver::PlayerAnswer::Failed(reason)) => {
+                    return Err(Refusal::new(StatusCode::BAD_GATEWAY, reason));
+                }
+                Some(crate::driver::PlayerAnswer::Unknown) | None => {}
+            }
+        }
         if let (Some((start, len)), None) = (closed, self.segments.peek(&whole)) {
             let key = SegmentKey {
                 url: url_key,
@@ -648,6 +750,9 @@ pub enum StartError {
     /// The origin client could not be built.
     #[error("origin client: {0}")]
     Origin(#[from] OriginError),
+    /// Peer-to-peer sharing could not start.
+    #[error("p2p: {0}")]
+    P2p(#[from] crate::driver::P2pError),
 }
 
 /// Binds the listeners and starts serving. Returns once both listeners are bound (readiness).
@@ -682,6 +787,15 @@ pub async fn start(cfg: AgentConfig, extra_roots: &[Vec<u8>]) -> Result<Running,
             source,
         })?;
     let supervisor = Supervisor::new();
+    if !cfg.p2p.tracker.is_empty() {
+        let p2p = crate::driver::P2p::start(
+            cfg.clone(),
+            Arc::downgrade(&proxy),
+            metrics.clone(),
+            supervisor.clone(),
+        )?;
+        let _ = proxy.p2p.set(p2p);
+    }
     let grace = cfg.server.shutdown_grace;
     let max_conn = cfg.server.max_connections;
     {

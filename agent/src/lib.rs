@@ -7,6 +7,8 @@
 pub mod app;
 pub mod cache;
 pub mod config;
+pub mod core;
+pub mod driver;
 pub mod integrity;
 pub mod metrics;
 pub mod mirror;
@@ -14,3 +16,5 @@ pub mod origin;
 pub mod playlist;
 pub mod server;
 pub mod task;
+pub mod tracker_client;
+pub mod transport;

@@ -43,6 +43,9 @@ enum Command {
         /// A named stream served at /streams/NAME.m3u8; repeatable.
         #[arg(long = "stream", value_name = "NAME=URL")]
         stream: Vec<String>,
+        /// Tracker URL (ws:// or wss://); enables peer-to-peer sharing.
+        #[arg(long, value_name = "URL")]
+        tracker: Option<String>,
     },
     /// Write digest sidecars (NAME.sha256.json) for every media playlist in DIR.
     PublishDigests {
@@ -98,12 +101,14 @@ fn main() -> ExitCode {
             admin_listen,
             allow_origin,
             stream,
+            tracker,
         } => {
             let overrides = Overrides {
                 listen,
                 admin_listen,
                 allow_origins: allow_origin,
                 streams: stream,
+                tracker,
             };
             let cfg = match config::load(config.as_deref(), std::env::vars(), &overrides) {
                 Ok(c) => c,

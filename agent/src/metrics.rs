@@ -133,6 +133,8 @@ pub struct Metrics {
     pub rewrite_seconds: Histogram,
     /// `hivecast_agent_streams{integrity}`
     pub streams: IntGaugeVec,
+    /// `hivecast_agent_p2p_origin_fetches_total{reason}`
+    pub p2p_origin_fetches: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -248,6 +250,14 @@ impl Metrics {
                 &["integrity"],
             )
             .expect("valid metric"),
+            p2p_origin_fetches: IntCounterVec::new(
+                Opts::new(
+                    "hivecast_agent_p2p_origin_fetches_total",
+                    "Origin segment fetches while P2P is on, by why the scheduler chose the origin.",
+                ),
+                &["reason"],
+            )
+            .expect("valid metric"),
             registry,
         };
         let build_info = IntGaugeVec::new(
@@ -276,6 +286,7 @@ impl Metrics {
             Box::new(m.forbidden_requests.clone()),
             Box::new(m.rewrite_seconds.clone()),
             Box::new(m.streams.clone()),
+            Box::new(m.p2p_origin_fetches.clone()),
             Box::new(build_info),
         ] {
             m.registry.register(c).expect("unique metric names");

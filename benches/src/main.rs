@@ -1,1 +1,29 @@
-fn main() {}
+//! `hivecast-bench`: whole-system benchmarks and load generators.
+//!
+//! A thin dispatcher: each subcommand lives in its own module.
+#![forbid(unsafe_code)]
+
+use clap::{Parser, Subcommand};
+
+mod tracker_load;
+
+/// hivecast benchmarks and load generators.
+#[derive(Debug, Parser)]
+#[command(name = "hivecast-bench", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// WebSocket load on a hivecast (or any WebTorrent) tracker: N peers announcing
+    /// with offers and answering the offers relayed to them.
+    TrackerLoad(tracker_load::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::TrackerLoad(args) => tracker_load::run(args),
+    }
+}

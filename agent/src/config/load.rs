@@ -44,6 +44,8 @@ pub struct Overrides {
     pub allow_origins: Vec<String>,
     /// `--stream NAME=URL`, added to `streams`.
     pub streams: Vec<String>,
+    /// `--tracker URL`
+    pub tracker: Option<String>,
 }
 
 /// Loads defaults → `file` → environment (`HIVECAST_AGENT__SECTION__KEY`) → `overrides`, then
@@ -75,6 +77,7 @@ pub fn load(
             .try_parsing(true)
             .list_separator(",")
             .with_list_parse_key("origin.allow")
+            .with_list_parse_key("p2p.webrtc.udp_bind")
             .source(Some(env_map)),
     );
     let merged = match builder.build() {
@@ -130,6 +133,7 @@ fn check_sections(raw: &Map<String, Value>, schema: &Value, errors: &mut Vec<Str
             "playlist" => check_table::<super::PlaylistConfig>(section, value, errors),
             "integrity" => check_table::<super::IntegrityConfig>(section, value, errors),
             "log" => check_table::<super::LogConfig>(section, value, errors),
+            "p2p" => check_table::<super::P2pConfig>(section, value, errors),
             "streams" => match value {
                 Value::Array(items) => {
                     for (i, item) in items.iter().enumerate() {
@@ -180,6 +184,9 @@ fn apply_overrides(cfg: &mut AgentConfig, o: &Overrides, errors: &mut Vec<String
         cfg.server.admin_listen = l;
     }
     cfg.origin.allow.extend(o.allow_origins.iter().cloned());
+    if let Some(t) = &o.tracker {
+        cfg.p2p.tracker = t.clone();
+    }
     for s in &o.streams {
         match s.split_once('=') {
             Some((name, url)) if !name.is_empty() && !url.is_empty() => {
@@ -286,6 +293,104 @@ const DOCS: &[(&str, &str)] = &[
         "integrity.mode",
         "\"required\": peers only with verified digests, streams without digests play origin-only. \"off\": share unverified (warning).",
     ),
+    ("p2p", "Peer-to-peer sharing. Off while `tracker` is empty."),
+    (
+        "p2p.tracker",
+        "Tracker URL, ws:// or wss:// (may carry an access token). Empty: origin only.",
+    ),
+    (
+        "p2p.max_peers",
+        "Peers per swarm (one swarm per media playlist).",
+    ),
+    (
+        "p2p.offers_per_announce",
+        "WebRTC offers sent with an announce while below max_peers.",
+    ),
+    (
+        "p2p.announce_interval",
+        "Longest re-announce interval (the tracker's interval wins when shorter).",
+    ),
+    (
+        "p2p.hungry_announce_interval",
+        "Re-announce interval while below max_peers.",
+    ),
+    (
+        "p2p.fetchers",
+        "Origin copies wanted per new live segment per swarm (k).",
+    ),
+    (
+        "p2p.upload_slots",
+        "Concurrent uploads to peers; further requests get `busy`.",
+    ),
+    (
+        "p2p.upload_rate_cap",
+        "Upload cap in bytes per second; 0 means no cap.",
+    ),
+    (
+        "p2p.peer_wait_budget",
+        "Time after a live segment appears by which the origin fallback starts; 0s means 1.5 x target duration.",
+    ),
+    (
+        "p2p.stall_timeout",
+        "A peer transfer without progress for this long is hedged to another peer or the origin.",
+    ),
+    (
+        "p2p.swarm_idle_timeout",
+        "A swarm nobody played from for this long is left.",
+    ),
+    ("p2p.webrtc", "WebRTC data-channel transport."),
+    (
+        "p2p.webrtc.ice_servers",
+        "STUN/TURN servers: [{ urls = [\"stun:stun.example.com:3478\"], username = \"\", credential = \"\" }]. Credentials are never logged.",
+    ),
+    (
+        "p2p.webrtc.relay_only",
+        "Use only TURN relay candidates (hides host addresses; needs a turn: server).",
+    ),
+    (
+        "p2p.webrtc.udp_bind",
+        "UDP addresses to bind per connection; 0.0.0.0:0 binds every non-loopback interface. Same-host tests: 127.0.0.1:0.",
+    ),
+    (
+        "p2p.webrtc.mdns",
+        "\"query-only\" resolves browsers' .local candidates; \"disabled\" saves a socket per connection.",
+    ),
+    (
+        "p2p.webrtc.gather_timeout",
+        "Longest wait for ICE gathering before an offer or answer is sent (non-trickle).",
+    ),
+    (
+        "p2p.webrtc.offer_timeout",
+        "How long an offer waits for its answer.",
+    ),
+    (
+        "p2p.webrtc.connect_timeout",
+        "Longest time from answer to an open data channel.",
+    ),
+    (
+        "p2p.webrtc.max_frame_size",
+        "Largest frame sent or accepted (at most 64 KiB).",
+    ),
+    (
+        "p2p.webrtc.send_buffer_limit",
+        "Unacknowledged bytes per peer before a sender waits (back-pressure).",
+    ),
+    (
+        "p2p.webrtc.recv_queue_frames",
+        "Received frames queued per peer before the transport stops reading.",
+    ),
+    (
+        "p2p.webrtc.sctp_receive_window",
+        "SCTP receive window per peer; caps throughput at window / RTT.",
+    ),
+    (
+        "p2p.webrtc.udp_socket_buffer",
+        "SO_RCVBUF/SO_SNDBUF per UDP socket (raise net.core.rmem_max/wmem_max to match); 0 keeps the kernel default.",
+    ),
+    (
+        "p2p.webrtc.reactor_threads",
+        "Dedicated WebRTC reactor threads; 0 runs drivers on the agent's runtime.",
+    ),
     ("log", "Logging."),
     (
         "log.level",
@@ -322,11 +427,27 @@ pub(super) fn default_toml() -> String {
             toml::Value::Table(t) => {
                 out.push_str(&comment(doc_for(section).unwrap_or("")));
                 out.push_str(&format!("[{section}]\n"));
+                let mut nested = Vec::new();
                 for (k, v) in t {
+                    if let toml::Value::Table(inner) = v {
+                        nested.push((k, inner));
+                        continue;
+                    }
                     out.push_str(&comment(doc_for(&format!("{section}.{k}")).unwrap_or("")));
                     out.push_str(&format!("{k} = {v}\n"));
                 }
                 out.push('\n');
+                for (k, inner) in nested {
+                    out.push_str(&comment(doc_for(&format!("{section}.{k}")).unwrap_or("")));
+                    out.push_str(&format!("[{section}.{k}]\n"));
+                    for (ik, iv) in inner {
+                        out.push_str(&comment(
+                            doc_for(&format!("{section}.{k}.{ik}")).unwrap_or(""),
+                        ));
+                        out.push_str(&format!("{ik} = {iv}\n"));
+                    }
+                    out.push('\n');
+                }
             }
             toml::Value::Array(a) if a.is_empty() => {
                 out.push_str(&comment(doc_for(section).unwrap_or("")));

@@ -32,6 +32,8 @@ pub struct AgentConfig {
     pub playlist: PlaylistConfig,
     /// Segment integrity (digest sidecars published by the origin).
     pub integrity: IntegrityConfig,
+    /// Peer-to-peer sharing (tracker, scheduler, WebRTC).
+    pub p2p: P2pConfig,
     /// Logging.
     pub log: LogConfig,
     /// Named streams, reachable at `/streams/{name}.m3u8`.
@@ -144,6 +146,62 @@ pub struct IntegrityConfig {
     pub mode: IntegrityMode,
 }
 
+/// Peer-to-peer sharing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct P2pConfig {
+    /// Tracker URL (`ws://` or `wss://`, may carry an access token). Empty: P2P is off and
+    /// every segment comes from the origin.
+    pub tracker: String,
+    /// Peers per swarm (one swarm per media playlist).
+    pub max_peers: usize,
+    /// Offers sent with an announce while below `max_peers`.
+    pub offers_per_announce: usize,
+    /// Longest re-announce interval (the tracker's `interval` wins when shorter).
+    #[serde(with = "humantime_serde")]
+    pub announce_interval: Duration,
+    /// Re-announce interval while below `max_peers`.
+    #[serde(with = "humantime_serde")]
+    pub hungry_announce_interval: Duration,
+    /// Origin copies wanted per new live segment per swarm (`k`).
+    pub fetchers: u32,
+    /// Concurrent uploads to peers.
+    pub upload_slots: usize,
+    /// Upload rate cap in bytes per second; 0 means no cap.
+    pub upload_rate_cap: ByteSize,
+    /// Time after a live segment appears by which its origin fallback must start; 0 means
+    /// 1.5 × the target duration.
+    #[serde(with = "humantime_serde")]
+    pub peer_wait_budget: Duration,
+    /// A peer transfer without progress for this long is hedged to another peer or the origin.
+    #[serde(with = "humantime_serde")]
+    pub stall_timeout: Duration,
+    /// A swarm nobody played from for this long is left.
+    #[serde(with = "humantime_serde")]
+    pub swarm_idle_timeout: Duration,
+    /// WebRTC transport.
+    pub webrtc: crate::transport::TransportConfig,
+}
+
+impl Default for P2pConfig {
+    fn default() -> Self {
+        Self {
+            tracker: String::new(),
+            max_peers: 8,
+            offers_per_announce: 3,
+            announce_interval: Duration::from_secs(60),
+            hungry_announce_interval: Duration::from_secs(5),
+            fetchers: 1,
+            upload_slots: 2,
+            upload_rate_cap: ByteSize::b(0),
+            peer_wait_budget: Duration::ZERO,
+            stall_timeout: Duration::from_secs(1),
+            swarm_idle_timeout: Duration::from_secs(30),
+            webrtc: crate::transport::TransportConfig::default(),
+        }
+    }
+}
+
 /// Logging.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -231,6 +289,14 @@ impl Default for LogConfig {
             level: "info".to_string(),
             json: false,
         }
+    }
+}
+
+/// A URL with its path and query hidden (they may carry tokens).
+pub fn redact_url(s: &str) -> String {
+    match Url::parse(s) {
+        Ok(u) => format!("{}://{}/…", u.scheme(), u.host_str().unwrap_or("")),
+        Err(_) => "(invalid URL)".to_string(),
     }
 }
 
@@ -333,6 +399,33 @@ impl AgentConfig {
                 "log.level `{}` is not a valid filter directive",
                 self.log.level
             ));
+        }
+        if !self.p2p.tracker.is_empty() {
+            match Url::parse(&self.p2p.tracker) {
+                Ok(u) if (u.scheme() == "ws" || u.scheme() == "wss") && u.host().is_some() => {}
+                _ => errs.push(format!(
+                    "p2p.tracker `{}` must be a ws:// or wss:// URL",
+                    redact_url(&self.p2p.tracker)
+                )),
+            }
+        }
+        if self.p2p.max_peers == 0 || self.p2p.max_peers > 200 {
+            errs.push("p2p.max_peers must be between 1 and 200".into());
+        }
+        if self.p2p.offers_per_announce == 0 || self.p2p.offers_per_announce > 10 {
+            errs.push("p2p.offers_per_announce must be between 1 and 10".into());
+        }
+        if self.p2p.fetchers == 0 {
+            errs.push("p2p.fetchers must be at least 1".into());
+        }
+        if self.p2p.stall_timeout.is_zero() {
+            errs.push("p2p.stall_timeout must be greater than zero".into());
+        }
+        if self.p2p.hungry_announce_interval.is_zero() || self.p2p.announce_interval.is_zero() {
+            errs.push("p2p announce intervals must be greater than zero".into());
+        }
+        if let Err(e) = self.p2p.webrtc.validate() {
+            errs.push(format!("p2p.webrtc: {e}"));
         }
         let mut names = std::collections::HashSet::new();
         for (i, s) in self.streams.iter().enumerate() {

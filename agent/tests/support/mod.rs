@@ -84,3 +84,5 @@ pub fn mirror(agent: std::net::SocketAddr, origin_authority: &str, path: &str) -
         path.trim_start_matches('/')
     )
 }
+
+pub mod procs;

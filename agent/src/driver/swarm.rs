@@ -1,0 +1,1031 @@
+//! One swarm (one media playlist): the task that owns its `Scheduler`, its peer sessions and
+//! its waiting players.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::AbortHandle;
+use tokio_util::sync::CancellationToken;
+use url::Url;
+
+use super::{P2p, PlayerAnswer};
+use crate::app::{Proxy, SegmentKey};
+use crate::cache::Entry;
+use crate::config::AgentConfig;
+use crate::core::ids::{Digest, PeerId};
+use crate::core::peer_proto::{
+    Capabilities, DATA_HEADER_LEN, Message, PeerSession, SessionConfig, SessionEvent, encode,
+};
+use crate::core::scheduler::{
+    Action, OriginFailure, PlayerOutcome, PlaylistUpdate, RefuseReason, Scheduler, SchedulerConfig,
+    SegmentInfo,
+};
+use crate::integrity::{self, Digests};
+use crate::metrics::{Metrics, Source};
+use crate::origin::{ByteRange, OriginError, redact};
+use crate::playlist::{self, MediaInfo};
+use crate::transport::{FrameSender, LinkHandle, PeerLink};
+
+/// Inputs of a swarm task.
+pub enum SwarmInput {
+    /// The proxy served (or the follower fetched) this media playlist.
+    Playlist {
+        /// Parsed playlist.
+        info: Arc<MediaInfo>,
+        /// URL after redirects.
+        final_url: Url,
+    },
+    /// A digest sidecar arrived (or failed: `None`).
+    Digests(Option<Arc<Digests>>),
+    /// A player wants segment `seq`.
+    Player {
+        /// Segment.
+        seq: u64,
+        /// Where to answer.
+        reply: oneshot::Sender<PlayerAnswer>,
+    },
+    /// A data channel to a peer opened.
+    Link {
+        /// The peer id the tracker gave.
+        peer: PeerId,
+        /// The link.
+        link: PeerLink,
+        /// Whether we made the offer.
+        offerer: bool,
+    },
+    /// A frame from a peer (`conn` identifies the link).
+    Frame {
+        /// Link id.
+        conn: u64,
+        /// The frame.
+        frame: Bytes,
+    },
+    /// A link closed.
+    Closed {
+        /// Link id.
+        conn: u64,
+    },
+    /// An origin fetch ended.
+    OriginDone {
+        /// Segment.
+        seq: u64,
+        /// Bytes or failure.
+        result: Result<Entry, OriginError>,
+    },
+    /// An upload ended.
+    UploadDone {
+        /// Peer.
+        peer: PeerId,
+        /// Request.
+        req_id: u32,
+        /// Bytes sent.
+        bytes: u64,
+    },
+    /// The tracker's count of peers in the swarm.
+    SwarmSize(usize),
+    /// A playlist reload by the follower failed.
+    PollFailed,
+}
+
+/// Everything a swarm task needs.
+pub struct SwarmSetup {
+    pub info_hash: [u8; 20],
+    pub playlist_url: Url,
+    pub final_url: Url,
+    pub info: Arc<MediaInfo>,
+    pub allow_unverified: bool,
+    pub cfg: Arc<AgentConfig>,
+    pub me: PeerId,
+    pub proxy: Arc<Proxy>,
+    pub p2p: Weak<P2p>,
+    pub metrics: Metrics,
+    pub tx: mpsc::Sender<SwarmInput>,
+    pub rx: mpsc::Receiver<SwarmInput>,
+    pub cancel: CancellationToken,
+}
+
+struct Seg {
+    url: Url,
+    range: Option<ByteRange>,
+    digest: Option<Digest>,
+    /// Origin bytes did not match the published digest: never offered to peers.
+    unshareable: bool,
+}
+
+struct Conn {
+    peer: PeerId,
+    session: PeerSession,
+    sender: FrameSender,
+    handle: LinkHandle,
+    offerer: bool,
+    established: bool,
+    /// Our outstanding requests on this link: req_id → (seq, started).
+    requests: HashMap<u32, (u64, Instant)>,
+}
+
+pub struct SwarmTask {
+    s: SwarmSetup,
+    sched: Scheduler,
+    segs: BTreeMap<u64, Seg>,
+    digests: Option<Arc<Digests>>,
+    digests_pending: bool,
+    digests_missing_logged: bool,
+    conns: HashMap<u64, Conn>,
+    by_peer: HashMap<PeerId, u64>,
+    next_conn: u64,
+    waiters: HashMap<u64, Vec<oneshot::Sender<PlayerAnswer>>>,
+    origin_tasks: HashMap<u64, AbortHandle>,
+    uploads: HashMap<(PeerId, u32), AbortHandle>,
+    last_player: Instant,
+    next_poll: Option<Instant>,
+    poll_in_flight: bool,
+    last_media_sequence: Option<u64>,
+    /// Player requests for segments the scheduler has not been told about yet (the digest
+    /// sidecar is on its way); re-dispatched when it arrives.
+    parked: Vec<(u64, oneshot::Sender<PlayerAnswer>)>,
+    /// Sidecar re-fetches since the playlist last changed.
+    digest_retries: u32,
+    latest: Arc<MediaInfo>,
+    final_url: Url,
+}
+
+fn encode_msg(m: &Message) -> Option<Bytes> {
+    let mut b = BytesMut::new();
+    encode(m, &mut b).ok()?;
+    Some(b.freeze())
+}
+
+impl SwarmTask {
+    pub fn new(s: SwarmSetup) -> Self {
+        let now = Instant::now();
+        let p = &s.cfg.p2p;
+        let sched_cfg = SchedulerConfig {
+            fetchers: p.fetchers,
+            upload_slots: p.upload_slots,
+            upload_rate_cap: (p.upload_rate_cap.as_u64() > 0).then(|| p.upload_rate_cap.as_u64()),
+            peer_wait_budget: (!p.peer_wait_budget.is_zero()).then_some(p.peer_wait_budget),
+            stall_timeout: p.stall_timeout,
+            allow_unverified: s.allow_unverified,
+            max_segments: 65_536,
+            ..SchedulerConfig::default()
+        };
+        let sched = match Scheduler::new(now, s.me, sched_cfg.clone()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "scheduler config rejected; using defaults");
+                Scheduler::new(
+                    now,
+                    s.me,
+                    SchedulerConfig {
+                        allow_unverified: sched_cfg.allow_unverified,
+                        ..SchedulerConfig::default()
+                    },
+                )
+                .unwrap_or_else(|_| unreachable_default(now, s.me))
+            }
+        };
+        let latest = s.info.clone();
+        let final_url = s.final_url.clone();
+        Self {
+            sched,
+            segs: BTreeMap::new(),
+            digests: None,
+            digests_pending: false,
+            digests_missing_logged: false,
+            conns: HashMap::new(),
+            by_peer: HashMap::new(),
+            next_conn: 1,
+            waiters: HashMap::new(),
+            origin_tasks: HashMap::new(),
+            uploads: HashMap::new(),
+            last_player: now,
+            next_poll: None,
+            poll_in_flight: false,
+            last_media_sequence: None,
+            parked: Vec::new(),
+            digest_retries: 0,
+            latest,
+            final_url,
+            s,
+        }
+    }
+
+    pub async fn run(mut self) {
+        let info = self.latest.clone();
+        self.on_playlist(info, true);
+        let idle = self.s.cfg.p2p.swarm_idle_timeout;
+        loop {
+            let now = Instant::now();
+            if now.duration_since(self.last_player) > idle && self.waiters.is_empty() {
+                tracing::info!(swarm = %redact(&self.s.playlist_url), "no player for a while; leaving swarm");
+                break;
+            }
+            let mut wake = now + Duration::from_secs(1);
+            if let Some(t) = self.sched.poll_timeout() {
+                wake = wake.min(t);
+            }
+            for c in self.conns.values() {
+                wake = wake.min(c.session.poll_timeout());
+            }
+            if let Some(p) = self.next_poll {
+                wake = wake.min(p);
+            }
+            let input = tokio::select! {
+                _ = self.s.cancel.cancelled() => break,
+                i = self.s.rx.recv() => i,
+                _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake.max(now))) => None,
+            };
+            let now = Instant::now();
+            if let Some(i) = input {
+                self.on_input(now, i);
+            }
+            self.on_timers(now);
+            self.drain_actions();
+        }
+        self.shutdown().await;
+    }
+
+    async fn shutdown(&mut self) {
+        for (_, a) in self.origin_tasks.drain() {
+            a.abort();
+        }
+        for (_, a) in self.uploads.drain() {
+            a.abort();
+        }
+        for (_, w) in self.waiters.drain() {
+            for r in w {
+                let _ = r.send(PlayerAnswer::Unknown);
+            }
+        }
+        let handles: Vec<LinkHandle> = self
+            .conns
+            .drain()
+            .map(|(_, c)| {
+                if c.established {
+                    self.s.metrics.peers.dec();
+                }
+                c.handle
+            })
+            .collect();
+        for h in handles {
+            h.close().await;
+        }
+    }
+
+    fn on_input(&mut self, now: Instant, input: SwarmInput) {
+        match input {
+            SwarmInput::Playlist { info, final_url } => {
+                self.final_url = final_url;
+                self.poll_in_flight = false;
+                self.on_playlist(info, false);
+            }
+            SwarmInput::Digests(d) => {
+                self.digests_pending = false;
+                let mut retry = false;
+                match d {
+                    Some(d) => {
+                        self.digests = Some(d);
+                        // A live packager's sidecar can trail its playlist by a moment: ask
+                        // again shortly rather than treat the newest segments as unverified.
+                        let lacking = self
+                            .latest
+                            .segments
+                            .iter()
+                            .any(|s| self.digest_of(s).is_none());
+                        if lacking && self.digest_retries < 8 {
+                            retry = true;
+                        }
+                    }
+                    None if !self.digests_missing_logged && !self.s.allow_unverified => {
+                        self.digests_missing_logged = true;
+                        tracing::warn!(
+                            swarm = %redact(&self.s.playlist_url),
+                            "no digest sidecar for this stream: it plays from the origin only"
+                        );
+                    }
+                    None => {}
+                }
+                let info = self.latest.clone();
+                self.feed_scheduler(now, &info, retry);
+                if retry {
+                    self.fetch_digests_after(Duration::from_millis(250));
+                }
+                for (seq, reply) in std::mem::take(&mut self.parked) {
+                    self.on_player(now, seq, reply);
+                }
+            }
+            SwarmInput::Player { seq, reply } => self.on_player(now, seq, reply),
+            SwarmInput::Link {
+                peer,
+                link,
+                offerer,
+            } => self.on_link(now, peer, link, offerer),
+            SwarmInput::Frame { conn, frame } => self.on_frame(now, conn, frame),
+            SwarmInput::Closed { conn } => self.drop_conn(now, conn),
+            SwarmInput::OriginDone { seq, result } => {
+                self.origin_tasks.remove(&seq);
+                match result {
+                    Ok(entry) => {
+                        if let Some(seg) = self.segs.get_mut(&seq)
+                            && let Some(d) = seg.digest
+                            && !d.verify(&entry.body)
+                        {
+                            seg.unshareable = true;
+                            tracing::warn!(
+                                seq,
+                                "origin bytes do not match the published digest; not sharing this segment"
+                            );
+                        }
+                        let size = entry.body.len() as u64;
+                        self.sched.handle_origin_result(now, seq, Ok(size));
+                        self.wake(seq, Some(entry));
+                    }
+                    Err(e) => {
+                        tracing::debug!(seq, error = %e, "origin fetch failed");
+                        let retryable = e.is_retryable();
+                        self.sched
+                            .handle_origin_result(now, seq, Err(OriginFailure { retryable }));
+                    }
+                }
+            }
+            SwarmInput::UploadDone {
+                peer,
+                req_id,
+                bytes,
+            } => {
+                self.uploads.remove(&(peer, req_id));
+                self.sched.handle_upload_done(now, peer, req_id, bytes);
+            }
+            SwarmInput::SwarmSize(n) => self.sched.handle_swarm_size(now, n),
+            SwarmInput::PollFailed => self.poll_in_flight = false,
+        }
+    }
+
+    fn on_player(&mut self, now: Instant, seq: u64, reply: oneshot::Sender<PlayerAnswer>) {
+        self.last_player = now;
+        if self.digests_pending && !self.segs.contains_key(&seq) && self.parked.len() < 256 {
+            self.parked.push((seq, reply));
+            return;
+        }
+        match self.sched.handle_player_request(now, seq) {
+            PlayerOutcome::Ready => match self.cached(seq) {
+                Some(e) => {
+                    let _ = reply.send(PlayerAnswer::Ready(e));
+                }
+                None => {
+                    self.sched.handle_evicted(now, seq);
+                    let _ = reply.send(PlayerAnswer::Unknown);
+                }
+            },
+            PlayerOutcome::Waiting => self.waiters.entry(seq).or_default().push(reply),
+            PlayerOutcome::Unknown => {
+                let _ = reply.send(PlayerAnswer::Unknown);
+            }
+        }
+    }
+
+    fn cached(&self, seq: u64) -> Option<Entry> {
+        let seg = self.segs.get(&seq)?;
+        self.s.proxy.segment_cache().peek(&SegmentKey {
+            url: strip(&seg.url),
+            range: seg.range,
+        })
+    }
+
+    fn wake(&mut self, seq: u64, entry: Option<Entry>) {
+        let Some(waiters) = self.waiters.remove(&seq) else {
+            return;
+        };
+        let entry = entry.or_else(|| self.cached(seq));
+        for w in waiters {
+            let _ = w.send(match &entry {
+                Some(e) => PlayerAnswer::Ready(e.clone()),
+                None => PlayerAnswer::Unknown,
+            });
+        }
+    }
+
+    fn on_playlist(&mut self, info: Arc<MediaInfo>, first: bool) {
+        let now = Instant::now();
+        let changed =
+            self.last_media_sequence != Some(info.media_sequence + info.segments.len() as u64);
+        self.last_media_sequence = Some(info.media_sequence + info.segments.len() as u64);
+        self.latest = info.clone();
+        let target = Duration::from_secs(info.target_duration.max(1));
+        if info.endlist {
+            self.next_poll = None;
+        } else {
+            // Reload every half target duration (RFC 8216 §6.3.4 allows it after an unchanged
+            // reload): an elected fetcher that learns of a segment late eats into everyone
+            // else's peer-wait budget.
+            let _ = first;
+            self.next_poll = Some(now + target / 2);
+        }
+        // New segments without digests: get the sidecar first, then feed the scheduler, so
+        // the scheduler does not treat them as origin-only.
+        let lacks = info.segments.iter().any(|s| self.digest_of(s).is_none());
+        if lacks && !self.s.allow_unverified {
+            if changed {
+                self.digest_retries = 0;
+            }
+            if !self.digests_pending && self.digest_retries < 8 {
+                // Route player requests for these segments here already; they wait for the
+                // sidecar (parked) instead of going to the origin around the scheduler.
+                if let Some(p2p) = self.s.p2p.upgrade() {
+                    let index = info.segments.iter().map(|s| {
+                        let range = s.byterange.map(|r| ByteRange {
+                            start: r.offset,
+                            len: r.length,
+                        });
+                        (index_key(&s.url, range), s.seq)
+                    });
+                    p2p.index_segments(self.s.info_hash, index, 0);
+                }
+                self.fetch_digests_after(Duration::ZERO);
+            }
+            if self.digests_pending {
+                self.feed_scheduler(now, &info, true);
+                return;
+            }
+        }
+        self.feed_scheduler(now, &info, false);
+    }
+
+    fn digest_of(&self, s: &playlist::SegmentRef) -> Option<Digest> {
+        self.digests.as_ref()?.get(&s.digest_key()).map(Digest)
+    }
+
+    /// Tells the scheduler about the playlist. With `skip_unverified`, segments whose digest
+    /// has not been published yet are left out for now (a sidecar re-fetch is pending).
+    fn feed_scheduler(&mut self, now: Instant, info: &MediaInfo, skip_unverified: bool) {
+        let mut infos = Vec::with_capacity(info.segments.len());
+        let mut index = Vec::with_capacity(info.segments.len());
+        for s in &info.segments {
+            if s.gap {
+                continue;
+            }
+            let digest = self.digest_of(s);
+            if skip_unverified && digest.is_none() && !self.segs.contains_key(&s.seq) {
+                continue;
+            }
+
+            let range = s.byterange.map(|r| ByteRange {
+                start: r.offset,
+                len: r.length,
+            });
+            let entry = self.segs.entry(s.seq).or_insert_with(|| Seg {
+                url: s.url.clone(),
+                range,
+                digest,
+                unshareable: false,
+            });
+            if entry.digest.is_none() {
+                entry.digest = digest;
+            }
+            infos.push(SegmentInfo {
+                seq: s.seq,
+                digest: entry.digest,
+                duration: Duration::from_secs_f64(s.duration.max(0.0)),
+                size_hint: s.byterange.map(|r| r.length),
+            });
+            index.push((index_key(&s.url, range), s.seq));
+        }
+        let first = info.segments.first().map_or(0, |s| s.seq);
+        let keep_from = first.saturating_sub(8);
+        self.segs.retain(|&seq, _| seq >= keep_from);
+        if let Some(p2p) = self.s.p2p.upgrade() {
+            p2p.index_segments(self.s.info_hash, index, keep_from);
+        }
+        let update = PlaylistUpdate {
+            live: !info.endlist,
+            target_duration: Duration::from_secs(info.target_duration.max(1)),
+            segments: &infos,
+        };
+        self.sched.handle_playlist(now, &update);
+    }
+
+    fn fetch_digests_after(&mut self, delay: Duration) {
+        let Some(url) = integrity::sidecar_url(&self.final_url) else {
+            return;
+        };
+        self.digests_pending = true;
+        self.digest_retries += 1;
+        let proxy = self.s.proxy.clone();
+        let tx = self.s.tx.clone();
+        tokio::spawn(async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            let d = proxy.fetch_digests(&url).await;
+            let _ = tx.send(SwarmInput::Digests(d.map(Arc::new))).await;
+        });
+    }
+
+    fn on_timers(&mut self, now: Instant) {
+        self.sched.handle_timeout(now);
+        let mut dead = Vec::new();
+        let mut keepalives = Vec::new();
+        for (&id, c) in &mut self.conns {
+            match c.session.handle_timeout(now) {
+                Ok(Some(m)) => keepalives.push((id, m)),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::debug!(peer = %c.peer, error = %e, "peer session ended");
+                    dead.push(id);
+                }
+            }
+        }
+        for (id, m) in keepalives {
+            self.send_conn(id, &m);
+        }
+        for id in dead {
+            self.close_conn(now, id);
+        }
+        if self.next_poll.is_some_and(|t| t <= now) && !self.poll_in_flight {
+            self.poll_in_flight = true;
+            self.next_poll =
+                Some(now + Duration::from_secs(self.latest.target_duration.max(1)) / 2);
+            let proxy = self.s.proxy.clone();
+            let tx = self.s.tx.clone();
+            let url = self.s.playlist_url.clone();
+            tokio::spawn(async move {
+                match proxy.fetch_media_info(&url).await {
+                    Some((info, final_url)) => {
+                        let _ = tx
+                            .send(SwarmInput::Playlist {
+                                info: Arc::new(info),
+                                final_url,
+                            })
+                            .await;
+                    }
+                    None => {
+                        // Keep the previous view; the next poll tries again.
+                        let _ = tx.send(SwarmInput::PollFailed).await;
+                    }
+                }
+            });
+        }
+    }
+
+    fn on_link(&mut self, now: Instant, peer: PeerId, link: PeerLink, offerer: bool) {
+        if peer == self.s.me {
+            tokio::spawn(async move {
+                link.handle.close().await;
+            });
+            return;
+        }
+        // Two links to one peer (both sides offered): keep the one offered by the smaller id,
+        // a rule both ends evaluate the same way.
+        if let Some(&old) = self.by_peer.get(&peer) {
+            let keep_new = offerer == (self.s.me.0 < peer.0);
+            let old_is_preferred = self
+                .conns
+                .get(&old)
+                .is_some_and(|c| c.offerer == (self.s.me.0 < peer.0));
+            if !keep_new || old_is_preferred {
+                tokio::spawn(async move {
+                    link.handle.close().await;
+                });
+                return;
+            }
+            self.close_conn(now, old);
+        }
+        if self.conns.len() >= self.s.cfg.p2p.max_peers * 2 {
+            tokio::spawn(async move {
+                link.handle.close().await;
+            });
+            return;
+        }
+        let id = self.next_conn;
+        self.next_conn += 1;
+        let caps = if self.s.allow_unverified {
+            Capabilities::UPLOAD.union(Capabilities::UNVERIFIED)
+        } else {
+            Capabilities::UPLOAD
+        };
+        let mut session_cfg = SessionConfig::default();
+        session_cfg.limits.max_frame = link
+            .sender
+            .max_frame_size()
+            .min(session_cfg.limits.max_frame);
+        session_cfg.limits.max_segment_size =
+            u32::try_from(self.s.cfg.origin.max_segment_size.as_u64()).unwrap_or(u32::MAX);
+        let session = PeerSession::new(
+            now,
+            crate::core::ids::InfoHash(self.s.info_hash),
+            self.s.me,
+            caps,
+            Some(peer),
+            session_cfg,
+        );
+        let PeerLink {
+            sender,
+            mut receiver,
+            handle,
+        } = link;
+        let tx = self.s.tx.clone();
+        tokio::spawn(async move {
+            while let Ok(frame) = receiver.recv().await {
+                if tx
+                    .send(SwarmInput::Frame { conn: id, frame })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            let _ = tx.send(SwarmInput::Closed { conn: id }).await;
+        });
+        let hs = session.handshake();
+        self.conns.insert(
+            id,
+            Conn {
+                peer,
+                session,
+                sender,
+                handle,
+                offerer,
+                established: false,
+                requests: HashMap::new(),
+            },
+        );
+        self.by_peer.insert(peer, id);
+        self.send_conn(id, &hs);
+    }
+
+    fn on_frame(&mut self, now: Instant, id: u64, frame: Bytes) {
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let peer = c.peer;
+        let ev = match c.session.handle_frame(now, frame) {
+            Ok(ev) => ev,
+            Err(e) => {
+                tracing::info!(peer = %peer, error = %e, "peer broke the protocol; disconnecting");
+                self.close_conn(now, id);
+                return;
+            }
+        };
+        match ev {
+            SessionEvent::Established { .. } => {
+                if let Some(c) = self.conns.get_mut(&id) {
+                    c.established = true;
+                }
+                self.s.metrics.peers.inc();
+                if !self.sched.handle_peer_connected(now, peer) {
+                    // Banned or refused by the scheduler.
+                    self.close_conn(now, id);
+                    return;
+                }
+                self.report_peers();
+            }
+            SessionEvent::Control(m) => self.sched.handle_peer_message(now, peer, &m),
+            SessionEvent::Progress {
+                req_id,
+                received,
+                total,
+            } => {
+                self.sched.handle_transfer_progress(
+                    now,
+                    peer,
+                    req_id,
+                    u64::from(received),
+                    u64::from(total),
+                );
+            }
+            SessionEvent::Complete { req_id, body } => self.on_transfer(now, id, req_id, body),
+            SessionEvent::Nothing => {}
+        }
+    }
+
+    fn on_transfer(&mut self, now: Instant, id: u64, req_id: u32, body: Bytes) {
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let peer = c.peer;
+        let Some((seq, started)) = c.requests.remove(&req_id) else {
+            return;
+        };
+        let Some(seg) = self.segs.get(&seq) else {
+            self.sched
+                .handle_transfer_complete(now, peer, req_id, body.len() as u64, true);
+            return;
+        };
+        let verified = match seg.digest {
+            Some(d) => d.verify(&body),
+            None => self.s.allow_unverified,
+        };
+        if !verified {
+            // Not one byte of it goes anywhere.
+            self.s.metrics.integrity_failures.inc();
+            tracing::warn!(peer = %peer, seq, "peer sent a segment that fails verification; banning it");
+            self.sched
+                .handle_transfer_complete(now, peer, req_id, body.len() as u64, false);
+            return;
+        }
+        let len = body.len();
+        let key = SegmentKey {
+            url: strip(&seg.url),
+            range: seg.range,
+        };
+        let content_type = crate::server::mime::content_type_for_path(seg.url.path());
+        let entry = Entry {
+            body,
+            content_type,
+            source: Source::Peer,
+            stored_at: Instant::now(),
+            resource_len: None,
+        };
+        self.s.proxy.segment_cache().insert(key, entry.clone());
+        self.s.metrics.segment_downloaded(
+            Source::Peer,
+            len,
+            now.duration_since(started).as_secs_f64(),
+        );
+        self.sched
+            .handle_transfer_complete(now, peer, req_id, len as u64, true);
+        self.wake(seq, Some(entry));
+    }
+
+    fn report_peers(&self) {
+        if let Some(p2p) = self.s.p2p.upgrade() {
+            let peers = self
+                .conns
+                .values()
+                .filter(|c| c.established)
+                .map(|c| c.peer.0)
+                .collect();
+            p2p.set_peers(self.s.info_hash, peers);
+        }
+    }
+
+    fn drop_conn(&mut self, now: Instant, id: u64) {
+        let Some(c) = self.conns.remove(&id) else {
+            return;
+        };
+        if self.by_peer.get(&c.peer) == Some(&id) {
+            self.by_peer.remove(&c.peer);
+        }
+        if c.established {
+            self.s.metrics.peers.dec();
+            self.sched.handle_peer_disconnected(now, c.peer);
+        }
+        let peer = c.peer;
+        self.uploads.retain(|(p, _), a| {
+            if *p == peer {
+                a.abort();
+                false
+            } else {
+                true
+            }
+        });
+        self.report_peers();
+    }
+
+    fn close_conn(&mut self, now: Instant, id: u64) {
+        if let Some(c) = self.conns.get(&id) {
+            let h = c.handle.clone();
+            tokio::spawn(async move {
+                h.close().await;
+            });
+        }
+        self.drop_conn(now, id);
+    }
+
+    /// Queues a control frame without waiting: a peer whose send buffer is full is too slow
+    /// to keep; the frame is sent from a short task so the swarm loop never blocks.
+    fn send_conn(&mut self, id: u64, m: &Message) {
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let Some(frame) = encode_msg(m) else { return };
+        c.session.on_sent(Instant::now());
+        let sender = c.sender.clone();
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(5), sender.send(frame)).await;
+        });
+    }
+
+    fn send_peer(&mut self, peer: PeerId, m: &Message) {
+        if let Some(&id) = self.by_peer.get(&peer) {
+            self.send_conn(id, m);
+        }
+    }
+
+    fn drain_actions(&mut self) {
+        let now = Instant::now();
+        while let Some(a) = self.sched.poll_action() {
+            match a {
+                Action::FetchOrigin { seq, reason } => {
+                    self.s
+                        .metrics
+                        .p2p_origin_fetches
+                        .with_label_values(&[reason.as_label()])
+                        .inc();
+                    self.start_origin(seq);
+                }
+                Action::CancelOrigin { seq } => {
+                    // The fetch is shared with players through single-flight; let it finish
+                    // into the cache rather than abort it.
+                    self.origin_tasks.remove(&seq);
+                }
+                Action::RequestPeer {
+                    peer,
+                    req_id,
+                    seq,
+                    digest,
+                } => {
+                    let Some(&id) = self.by_peer.get(&peer) else {
+                        self.sched.handle_peer_disconnected(now, peer);
+                        continue;
+                    };
+                    let ok = match self.conns.get_mut(&id) {
+                        Some(c) => {
+                            let started = c.session.start_transfer(req_id).is_ok();
+                            if started {
+                                c.requests.insert(req_id, (seq, now));
+                            }
+                            started
+                        }
+                        None => false,
+                    };
+                    if ok {
+                        self.send_conn(
+                            id,
+                            &Message::Request {
+                                req_id,
+                                seq,
+                                digest,
+                            },
+                        );
+                    } else {
+                        self.sched
+                            .handle_peer_message(now, peer, &Message::Busy { req_id });
+                    }
+                }
+                Action::CancelPeer { peer, req_id } => {
+                    if let Some(&id) = self.by_peer.get(&peer) {
+                        if let Some(c) = self.conns.get_mut(&id) {
+                            c.session.end_transfer(req_id);
+                            c.requests.remove(&req_id);
+                        }
+                        self.send_conn(id, &Message::Cancel { req_id });
+                    }
+                }
+                Action::SendHave { seq, digest } => {
+                    if self.segs.get(&seq).is_some_and(|s| s.unshareable) {
+                        continue;
+                    }
+                    let ids: Vec<u64> = self
+                        .conns
+                        .iter()
+                        .filter(|(_, c)| c.established)
+                        .map(|(i, _)| *i)
+                        .collect();
+                    for id in ids {
+                        self.send_conn(id, &Message::Have { seq, digest });
+                    }
+                }
+                Action::OfferHave { peer, seq, digest } => {
+                    self.send_peer(peer, &Message::Have { seq, digest })
+                }
+                Action::SendBitfield {
+                    peer,
+                    base_seq,
+                    bits,
+                } => self.send_peer(peer, &Message::Bitfield { base_seq, bits }),
+                Action::ServePeer { peer, req_id, seq } => {
+                    self.start_upload(now, peer, req_id, seq)
+                }
+                Action::StopServe { peer, req_id } => {
+                    if let Some(a) = self.uploads.remove(&(peer, req_id)) {
+                        a.abort();
+                    }
+                }
+                Action::Refuse {
+                    peer,
+                    req_id,
+                    reason,
+                } => {
+                    let m = match reason {
+                        RefuseReason::Busy => Message::Busy { req_id },
+                        RefuseReason::Absent => Message::Absent { req_id },
+                    };
+                    self.send_peer(peer, &m);
+                }
+                Action::Ban { peer } => {
+                    if let Some(&id) = self.by_peer.get(&peer) {
+                        self.close_conn(now, id);
+                    }
+                }
+                Action::Failed { seq, .. } => {
+                    if let Some(ws) = self.waiters.remove(&seq) {
+                        for w in ws {
+                            let _ =
+                                w.send(PlayerAnswer::Failed("segment could not be fetched".into()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn start_origin(&mut self, seq: u64) {
+        let Some(seg) = self.segs.get(&seq) else {
+            self.sched.handle_origin_result(
+                Instant::now(),
+                seq,
+                Err(OriginFailure { retryable: false }),
+            );
+            return;
+        };
+        if self.origin_tasks.contains_key(&seq) {
+            return;
+        }
+        let proxy = self.s.proxy.clone();
+        let tx = self.s.tx.clone();
+        let url = seg.url.clone();
+        let range = seg.range;
+        let h = tokio::spawn(async move {
+            let result = proxy.origin_segment(&url, range).await;
+            let _ = tx.send(SwarmInput::OriginDone { seq, result }).await;
+        });
+        self.origin_tasks.insert(seq, h.abort_handle());
+    }
+
+    fn start_upload(&mut self, now: Instant, peer: PeerId, req_id: u32, seq: u64) {
+        let shareable = self.segs.get(&seq).is_some_and(|s| !s.unshareable);
+        let entry = if shareable { self.cached(seq) } else { None };
+        let (Some(entry), Some(&id)) = (entry, self.by_peer.get(&peer)) else {
+            self.send_peer(peer, &Message::Absent { req_id });
+            self.sched.handle_upload_done(now, peer, req_id, 0);
+            return;
+        };
+        let Some(c) = self.conns.get(&id) else { return };
+        let sender = c.sender.clone();
+        let chunk = c
+            .session
+            .max_send_frame()
+            .saturating_sub(DATA_HEADER_LEN)
+            .max(1024);
+        let tx = self.s.tx.clone();
+        let metrics = self.s.metrics.clone();
+        let h = tokio::spawn(async move {
+            let body = entry.body;
+            let total = u32::try_from(body.len()).unwrap_or(u32::MAX);
+            let mut sent = 0u64;
+            let mut offset = 0usize;
+            while offset < body.len() {
+                let end = (offset + chunk).min(body.len());
+                let m = Message::Data {
+                    req_id,
+                    offset: offset as u32,
+                    total_len: total,
+                    payload: body.slice(offset..end),
+                };
+                let Some(frame) = encode_msg(&m) else { break };
+                if sender.send(frame).await.is_err() {
+                    break;
+                }
+                metrics.uploaded_bytes.inc_by((end - offset) as u64);
+                sent += (end - offset) as u64;
+                offset = end;
+            }
+            let _ = tx
+                .send(SwarmInput::UploadDone {
+                    peer,
+                    req_id,
+                    bytes: sent,
+                })
+                .await;
+        });
+        self.uploads.insert((peer, req_id), h.abort_handle());
+    }
+}
+
+/// The URL without fragment, as the cache keys it.
+fn strip(u: &Url) -> String {
+    let mut u = u.clone();
+    u.set_fragment(None);
+    u.as_str().to_string()
+}
+
+/// The key under which the proxy looks a player request up: URL, plus `@offset-length` for a
+/// byte range.
+pub fn index_key(url: &Url, range: Option<ByteRange>) -> String {
+    match range {
+        None => strip(url),
+        Some(r) => format!("{}@{}-{}", strip(url), r.start, r.len),
+    }
+}
+
+fn unreachable_default(now: Instant, me: PeerId) -> Scheduler {
+    // The default configuration always validates (a unit test in `core` checks it).
+    match Scheduler::new(now, me, SchedulerConfig::default()) {
+        Ok(s) => s,
+        Err(e) => panic!("default scheduler config is invalid: {e}"),
+    }
+}
