@@ -312,7 +312,7 @@ impl P2p {
     }
 
     /// Tells the tracker client how many peers a swarm has.
-    fn set_peers(&self, info_hash: [u8; 20], peers: Vec<[u8; 20]>) {
-        self.tracker.set_peers(info_hash, peers);
+    fn set_peers(&self, info_hash: [u8; 20], peers: Vec<[u8; 20]>, banned: Vec<[u8; 20]>) {
+        self.tracker.set_peers(info_hash, peers, banned);
     }
 }

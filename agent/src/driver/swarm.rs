@@ -146,6 +146,8 @@ pub struct SwarmTask {
     /// Player requests for segments the scheduler has not been told about yet (the digest
     /// sidecar is on its way); re-dispatched when it arrives.
     parked: Vec<(u64, oneshot::Sender<PlayerAnswer>)>,
+    /// Peers banned in this swarm session (bounded).
+    banned: std::collections::HashSet<PeerId>,
     /// Sidecar re-fetches since the playlist last changed.
     digest_retries: u32,
     latest: Arc<MediaInfo>,
@@ -206,6 +208,7 @@ impl SwarmTask {
             poll_in_flight: false,
             last_media_sequence: None,
             parked: Vec::new(),
+            banned: std::collections::HashSet::new(),
             digest_retries: 0,
             latest,
             final_url,
@@ -571,7 +574,7 @@ impl SwarmTask {
     }
 
     fn on_link(&mut self, now: Instant, peer: PeerId, link: PeerLink, offerer: bool) {
-        if peer == self.s.me {
+        if peer == self.s.me || self.banned.contains(&peer) {
             tokio::spawn(async move {
                 link.handle.close().await;
             });
@@ -758,7 +761,11 @@ impl SwarmTask {
                 .filter(|c| c.established)
                 .map(|c| c.peer.0)
                 .collect();
-            p2p.set_peers(self.s.info_hash, peers);
+            p2p.set_peers(
+                self.s.info_hash,
+                peers,
+                self.banned.iter().map(|p| p.0).collect(),
+            );
         }
     }
 
@@ -917,9 +924,13 @@ impl SwarmTask {
                     self.send_peer(peer, &m);
                 }
                 Action::Ban { peer } => {
+                    if self.banned.len() < 4096 {
+                        self.banned.insert(peer);
+                    }
                     if let Some(&id) = self.by_peer.get(&peer) {
                         self.close_conn(now, id);
                     }
+                    self.report_peers();
                 }
                 Action::Failed { seq, .. } => {
                     if let Some(ws) = self.waiters.remove(&seq) {

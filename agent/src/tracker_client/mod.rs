@@ -80,7 +80,7 @@ pub enum TrackerEvent {
 enum Command {
     Join([u8; 20]),
     Leave([u8; 20]),
-    Peers([u8; 20], Vec<[u8; 20]>),
+    Peers([u8; 20], Vec<[u8; 20]>, Vec<[u8; 20]>),
 }
 
 /// Handle to the client task.
@@ -106,14 +106,16 @@ impl TrackerHandle {
     }
     /// Tell the client which peers the swarm is connected to (it stops offering at
     /// `max_peers`, and ignores offers from peers it already has).
-    pub fn set_peers(&self, info_hash: [u8; 20], peers: Vec<[u8; 20]>) {
-        let _ = self.tx.try_send(Command::Peers(info_hash, peers));
+    pub fn set_peers(&self, info_hash: [u8; 20], peers: Vec<[u8; 20]>, banned: Vec<[u8; 20]>) {
+        let _ = self.tx.try_send(Command::Peers(info_hash, peers, banned));
     }
 }
 
 struct SwarmState {
     peers: usize,
     connected: std::collections::HashSet<[u8; 20]>,
+    /// Peers the swarm banned: their offers and answers are ignored.
+    banned: std::collections::HashSet<[u8; 20]>,
     /// The tracker's count of peers in the swarm, us included (0 until known).
     size: usize,
     next_announce: Instant,
@@ -296,6 +298,7 @@ impl Client {
                 self.swarms.entry(ih).or_insert(SwarmState {
                     peers: 0,
                     connected: std::collections::HashSet::new(),
+                    banned: std::collections::HashSet::new(),
                     size: 0,
                     next_announce: Instant::now(),
                     started: false,
@@ -305,10 +308,11 @@ impl Client {
             Command::Leave(ih) => {
                 self.swarms.remove(&ih);
             }
-            Command::Peers(ih, peers) => {
+            Command::Peers(ih, peers, banned) => {
                 if let Some(s) = self.swarms.get_mut(&ih) {
                     s.peers = peers.len();
                     s.connected = peers.into_iter().collect();
+                    s.banned = banned.into_iter().collect();
                 }
             }
         }
@@ -524,7 +528,11 @@ impl Client {
                 let Some(s) = self.swarms.get(&ih) else {
                     return;
                 };
-                if s.peers >= self.cfg.max_peers || s.connected.contains(o.peer_id.as_bytes()) {
+                let from = o.peer_id.as_bytes();
+                if s.peers >= self.cfg.max_peers
+                    || s.connected.contains(from)
+                    || s.banned.contains(from)
+                {
                     return;
                 }
                 let transport = self.transport.clone();
@@ -570,6 +578,14 @@ impl Client {
                     return;
                 };
                 if p.info_hash != *a.info_hash.as_bytes() {
+                    return;
+                }
+                let from = a.peer_id.as_bytes();
+                let refused = self
+                    .swarms
+                    .get(&p.info_hash)
+                    .is_none_or(|s| s.banned.contains(from) || s.connected.contains(from));
+                if refused {
                     return;
                 }
                 let events = self.events.clone();

@@ -85,4 +85,5 @@ pub fn mirror(agent: std::net::SocketAddr, origin_authority: &str, path: &str) -
     )
 }
 
+pub mod hostile;
 pub mod procs;

@@ -1,0 +1,209 @@
+//! A misbehaving peer for tests: it joins a swarm through the real tracker with the agent's own
+//! transport and tracker client, speaks the peer protocol correctly, announces `have` for
+//! every segment of the live playlist (with the origin's real digests), and then answers
+//! requests badly: corrupted bytes, or half a segment and a dropped link.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use hivecast_agent::core::ids::{Digest, InfoHash, PeerId};
+use hivecast_agent::core::peer_proto::{
+    Capabilities, Message, PeerSession, SessionConfig, SessionEvent, encode,
+};
+use hivecast_agent::playlist::{self, PlaylistInfo, Variables};
+use hivecast_agent::tracker_client::{self, TrackerClientConfig, TrackerEvent};
+use hivecast_agent::transport::{TransportConfig, WebRtcTransport};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use url::Url;
+
+/// How the peer misbehaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Sends a full-length segment of wrong bytes.
+    Corrupt,
+    /// Sends the first half of the segment, then closes the link.
+    DropMidTransfer,
+}
+
+/// Counters the test reads.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub links: AtomicU64,
+    pub requests: AtomicU64,
+    pub bad_answers: AtomicU64,
+}
+
+pub struct Hostile {
+    pub stats: Arc<Stats>,
+    cancel: CancellationToken,
+}
+
+impl Drop for Hostile {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+fn enc(m: &Message) -> Bytes {
+    let mut b = BytesMut::new();
+    encode(m, &mut b).expect("encodable");
+    b.freeze()
+}
+
+/// Starts a hostile peer in the swarm of `playlist_url` (the origin URL of the media playlist).
+/// `digest_of(seq)` gives the origin's digest (hex) of a segment.
+pub fn start(
+    tracker_url: &str,
+    playlist_url: &str,
+    mode: Mode,
+    digest_of: impl Fn(u64) -> Option<String> + Send + Sync + 'static,
+) -> Hostile {
+    let cancel = CancellationToken::new();
+    let stats = Arc::new(Stats::default());
+    let me = PeerId::random(&mut rand::rng());
+    let key = playlist_url
+        .split('?')
+        .next()
+        .unwrap_or(playlist_url)
+        .to_string();
+    let info_hash = InfoHash::from_swarm_key(&key);
+    let transport = Arc::new(WebRtcTransport::new(TransportConfig::loopback()).expect("transport"));
+    let (ev_tx, mut ev_rx) = mpsc::channel(64);
+    let tasks = tokio_util::task::TaskTracker::new();
+    let handle = tracker_client::spawn(
+        TrackerClientConfig {
+            url: Url::parse(tracker_url).expect("tracker url"),
+            offers_per_announce: 2,
+            max_peers: 4,
+            max_announce_interval: Duration::from_secs(5),
+            hungry_announce_interval: Duration::from_secs(1),
+            reconnect_min: Duration::from_millis(100),
+            reconnect_max: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(5),
+        },
+        me.0,
+        transport,
+        ev_tx,
+        cancel.clone(),
+        &tasks,
+    );
+    let digest_of = Arc::new(digest_of);
+    let playlist_url = Url::parse(playlist_url).expect("playlist url");
+    let c2 = cancel.clone();
+    let st = stats.clone();
+    tokio::spawn(async move {
+        handle.join(info_hash.0).await;
+        loop {
+            let ev = tokio::select! {
+                _ = c2.cancelled() => return,
+                ev = ev_rx.recv() => match ev { Some(e) => e, None => return },
+            };
+            if let TrackerEvent::Link { peer, link, .. } = ev {
+                st.links.fetch_add(1, Ordering::Relaxed);
+                let digest_of = digest_of.clone();
+                let url = playlist_url.clone();
+                let st = st.clone();
+                let cancel = c2.clone();
+                tokio::spawn(async move {
+                    serve_link(
+                        me,
+                        info_hash,
+                        PeerId(peer),
+                        link,
+                        url,
+                        mode,
+                        digest_of,
+                        st,
+                        cancel,
+                    )
+                    .await;
+                });
+            }
+        }
+    });
+    Hostile { stats, cancel }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn serve_link(
+    me: PeerId,
+    info_hash: InfoHash,
+    peer: PeerId,
+    link: hivecast_agent::transport::PeerLink,
+    playlist_url: Url,
+    mode: Mode,
+    digest_of: Arc<impl Fn(u64) -> Option<String> + Send + Sync>,
+    stats: Arc<Stats>,
+    cancel: CancellationToken,
+) {
+    let (sender, mut receiver, handle) = link.into_parts();
+    let mut session = PeerSession::new(
+        Instant::now(),
+        info_hash,
+        me,
+        Capabilities::UPLOAD,
+        Some(peer),
+        SessionConfig::default(),
+    );
+    let _ = sender.send(enc(&session.handshake())).await;
+    let client = hivecast_demo::client::HttpClient::new(Duration::from_secs(5));
+    let mut announced = std::collections::BTreeSet::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(300));
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tick.tick() => {
+                // Claim every segment of the live window, with the origin's real digests.
+                let Ok(f) = client.get(playlist_url.as_str(), &[]).await else { continue };
+                let Ok(PlaylistInfo::Media(m)) =
+                    playlist::parse(&f.body, &playlist_url, &Variables::default(), &playlist::Limits::default())
+                else {
+                    continue;
+                };
+                for s in &m.segments {
+                    if announced.insert(s.seq) {
+                        if let Some(d) = digest_of(s.seq).and_then(|h| h.parse::<Digest>().ok()) {
+                            let _ = sender.send(enc(&Message::Have { seq: s.seq, digest: Some(d) })).await;
+                        }
+                    }
+                }
+            }
+            frame = receiver.recv() => {
+                let Ok(frame) = frame else { break };
+                match session.handle_frame(Instant::now(), frame) {
+                    Ok(SessionEvent::Control(Message::Request { req_id, .. })) => {
+                        stats.requests.fetch_add(1, Ordering::Relaxed);
+                        let total: u32 = 200_000;
+                        let chunk = 60_000usize;
+                        let limit = match mode {
+                            Mode::Corrupt => total as usize,
+                            Mode::DropMidTransfer => total as usize / 2,
+                        };
+                        let mut off = 0usize;
+                        while off < limit {
+                            let end = (off + chunk).min(limit);
+                            let payload = Bytes::from(vec![0xA5u8; end - off]);
+                            let m = Message::Data { req_id, offset: off as u32, total_len: total, payload };
+                            if sender.send(enc(&m)).await.is_err() {
+                                break;
+                            }
+                            off = end;
+                        }
+                        stats.bad_answers.fetch_add(1, Ordering::Relaxed);
+                        if mode == Mode::DropMidTransfer {
+                            handle.close().await;
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+    handle.close().await;
+}
