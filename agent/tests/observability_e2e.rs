@@ -331,6 +331,31 @@ fn referenced_metrics() -> Vec<String> {
         .collect()
 }
 
+/// The referenced names missing from the live pages, each with where it was expected:
+/// `hivecast_agent_*` in every agent's page, `hivecast_tracker_*` in the tracker's, anything
+/// else is exported by neither.
+fn missing_referenced(referenced: &[String], agents: &[String], tracker: &str) -> Vec<String> {
+    let tracker_names = sample_names(tracker);
+    let agent_names: Vec<_> = agents.iter().map(|p| sample_names(p)).collect();
+    let mut missing = Vec::new();
+    for name in referenced {
+        if name.starts_with("hivecast_agent_") {
+            for (i, names) in agent_names.iter().enumerate() {
+                if !names.contains(name) {
+                    missing.push(format!("{name} (agent {i})"));
+                }
+            }
+        } else if !name.starts_with("hivecast_tracker_") {
+            missing.push(format!(
+                "{name} (exported by neither the agent nor the tracker)"
+            ));
+        } else if !tracker_names.contains(name) {
+            missing.push(format!("{name} (tracker)"));
+        }
+    }
+    missing
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promtool_check_metrics_passes_on_live_agents_and_tracker() {
     require_tool("promtool", "--version");
@@ -347,18 +372,21 @@ async fn promtool_check_metrics_passes_on_live_agents_and_tracker() {
         let (agents, tracker) = swarm.wait_for_p2p_traffic().await;
         let mut problems = Vec::new();
         for (i, page) in agents.iter().enumerate() {
-            // Traffic made the labelled series: origin requests, peer fetch times.
-            assert!(
-                page.contains(
-                    "hivecast_agent_origin_requests_total{kind=\"segment\",result=\"ok\"}"
-                )
-            );
-            assert!(page.contains("hivecast_agent_segment_fetch_seconds_bucket{source=\"peer\""));
+            // Traffic made the labelled series that appear on first use.
+            for series in [
+                "hivecast_agent_origin_requests_total{kind=\"segment\",result=\"ok\"}",
+                "hivecast_agent_player_requests_total{kind=\"segment\",status=\"2xx\"}",
+            ] {
+                assert!(page.contains(series), "agent {i} has no {series}:\n{page}");
+            }
             if let Err(e) = promtool_check_metrics(page) {
                 problems.push(format!("agent {i}:\n{e}"));
             }
         }
-        assert!(tracker.contains("hivecast_tracker_signals_relayed_total{kind=\"offer\"}"));
+        assert!(
+            tracker.contains("hivecast_tracker_signals_relayed_total{kind=\"offer\"}"),
+            "tracker page without signal counters:\n{tracker}"
+        );
         if let Err(e) = promtool_check_metrics(&tracker) {
             problems.push(format!("tracker:\n{e}"));
         }
@@ -389,26 +417,7 @@ async fn every_metric_the_dashboard_and_rules_reference_is_exported() {
         let swarm = Swarm::start("referenced").await;
         let (agents, tracker) = swarm.wait_for_p2p_traffic().await;
         swarm.stop();
-        let tracker_names = sample_names(&tracker);
-        let agent_names: Vec<_> = agents.iter().map(|p| sample_names(p)).collect();
-        let mut missing = Vec::new();
-        for name in &referenced {
-            if name.starts_with("hivecast_agent_") {
-                for (i, names) in agent_names.iter().enumerate() {
-                    if !names.contains(name) {
-                        missing.push(format!("{name} (agent {i})"));
-                    }
-                }
-            } else if name.starts_with("hivecast_tracker_") {
-                if !tracker_names.contains(name) {
-                    missing.push(format!("{name} (tracker)"));
-                }
-            } else {
-                missing.push(format!(
-                    "{name} (exported by neither the agent nor the tracker)"
-                ));
-            }
-        }
+        let missing = missing_referenced(&referenced, &agents, &tracker);
         assert!(
             missing.is_empty(),
             "referenced by deploy/grafana or deploy/prometheus/rules but not in the live \
@@ -611,6 +620,12 @@ async fn prometheus_scrapes_the_swarm_and_records_offload_above_zero() {
             t0.elapsed().as_secs_f64()
         );
         assert!(offload <= 1.0, "offload ratio {offload} above 1");
+        for (labels, v) in prom
+            .query("instance_source:hivecast_agent_downloaded_bytes:rate5m")
+            .await
+        {
+            eprintln!("  {} {}: {v:.0} B/s", labels["instance"], labels["source"]);
+        }
 
         // All three targets are scraped, under the job names the rules use.
         let up = prom.query("up").await;
@@ -677,4 +692,44 @@ fn sample_names_reads_plain_and_labelled_samples() {
         names.into_iter().collect::<Vec<_>>(),
         vec!["a_total".to_string(), "b".to_string()]
     );
+}
+
+#[test]
+fn missing_referenced_names_where_each_name_is_missing() {
+    let referenced: Vec<String> = [
+        "hivecast_agent_peers",
+        "hivecast_agent_segment_fetch_seconds_bucket",
+        "hivecast_tracker_swarms",
+        "node_cpu_seconds_total",
+    ]
+    .map(String::from)
+    .to_vec();
+    let complete =
+        "hivecast_agent_peers 2\nhivecast_agent_segment_fetch_seconds_bucket{le=\"1\"} 3\n";
+    let partial = "# HELP hivecast_agent_peers Peers.\nhivecast_agent_peers 1\n";
+    let missing = missing_referenced(
+        &referenced,
+        &[complete.to_string(), partial.to_string()],
+        "hivecast_tracker_peers 2\n",
+    );
+    assert_eq!(
+        missing,
+        vec![
+            "hivecast_agent_segment_fetch_seconds_bucket (agent 1)",
+            "hivecast_tracker_swarms (tracker)",
+            "node_cpu_seconds_total (exported by neither the agent nor the tracker)",
+        ]
+    );
+    let all_there = missing_referenced(
+        &referenced[..3],
+        &[complete.to_string()],
+        "hivecast_tracker_swarms 1\n",
+    );
+    assert!(all_there.is_empty(), "{all_there:?}");
+}
+
+#[test]
+#[should_panic(expected = "Install it first")]
+fn a_missing_tool_fails_with_an_install_hint() {
+    require_tool("hivecast-no-such-tool", "--version");
 }

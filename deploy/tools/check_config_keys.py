@@ -55,7 +55,7 @@ def _commented_keys(text: str) -> dict[str, set[str]]:
     out: dict[str, set[str]] = {}
     section = None
     for line in text.splitlines():
-        m = re.match(r"^\s*\[\[?([a-z_]+)\]?\]\s*$", line)
+        m = re.match(r"^\s*\[\[?([a-z_]+)\]?\]\s*$", line) or re.match(r"^\s*#\s*\[\[([a-z_]+)\]\]\s*$", line)
         if m:
             section = m.group(1)
             continue
@@ -74,8 +74,9 @@ def schema_from_toml(path: Path) -> Schema:
             s.tables[section] = dict(value)
         elif isinstance(value, list) and all(isinstance(v, dict) for v in value):
             s.arrays[section] = {k: v for item in value for k, v in item.items()}
+    commented_arrays = set(re.findall(r"(?m)^\s*#\s*\[\[([a-z_]+)\]\]\s*$", text))
     for section, keys in _commented_keys(text).items():
-        target = s.arrays if section in s.arrays else s.tables
+        target = s.arrays if section in s.arrays or section in commented_arrays else s.tables
         for k in keys:
             target.setdefault(section, {}).setdefault(k, None)
     return s
