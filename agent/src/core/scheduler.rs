@@ -1511,10 +1511,10 @@ impl Scheduler {
             match f.from {
                 FetchFrom::Origin => self.actions.push_back(Action::CancelOrigin { seq }),
                 FetchFrom::Peer { peer, req_id } => {
-                    if let Some(o) = self.take_outstanding(peer, req_id) {
-                        if let Some(p) = self.swarm.get_mut(&o.peer) {
-                            p.in_flight = p.in_flight.saturating_sub(1);
-                        }
+                    if let Some(o) = self.take_outstanding(peer, req_id)
+                        && let Some(p) = self.swarm.get_mut(&o.peer)
+                    {
+                        p.in_flight = p.in_flight.saturating_sub(1);
                     }
                     self.actions.push_back(Action::CancelPeer { peer, req_id });
                 }

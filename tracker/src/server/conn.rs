@@ -224,9 +224,11 @@ struct Liveness {
     pinged: bool,
 }
 
-/// Outcome of a timed write.
+/// Why a timed write failed.
 enum WriteFail {
-    Timeout,
+    /// Too slow: the write timed out or the write buffer limit was hit.
+    Slow,
+    /// The socket failed or closed.
     Closed,
 }
 
@@ -236,14 +238,14 @@ where
 {
     match tokio::time::timeout(limit, fut).await {
         Ok(Ok(())) => Ok(()),
+        Ok(Err(WsError::WriteBufferFull(_))) | Err(_) => Err(WriteFail::Slow),
         Ok(Err(_)) => Err(WriteFail::Closed),
-        Err(_) => Err(WriteFail::Timeout),
     }
 }
 
 fn write_fail_reason(f: WriteFail) -> DisconnectReason {
     match f {
-        WriteFail::Timeout => DisconnectReason::SlowReader,
+        WriteFail::Slow => DisconnectReason::SlowReader,
         WriteFail::Closed => DisconnectReason::Closed,
     }
 }
