@@ -15,6 +15,7 @@ pub mod mirror;
 pub mod origin;
 pub mod playlist;
 pub mod server;
+pub mod sim;
 pub mod task;
 pub mod tracker_client;
 pub mod transport;

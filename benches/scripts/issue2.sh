@@ -308,7 +308,7 @@ if [ "$SKIP_MEMORY" != 1 ]; then
         printf 'url = "http://%s/http/127.0.0.1:%s/mem/%s"\noutput = "/dev/null"\n' \
             "$AGENT_LISTEN" "$NGX_PORT" "$(basename "$f")" >>"$WORK/fill.cfg"
     done
-    ok=$(timeout 300 curl -s --parallel --parallel-max 4 --max-time 30 -K "$WORK/fill.cfg" -w '%{http_code}\n' | grep -c '^200$' || true)
+    ok=$(timeout 300 curl -s --no-progress-meter --parallel --parallel-max 4 --max-time 30 -K "$WORK/fill.cfg" -w '%{http_code}\n' 2>/dev/null | grep -c '^200$' || true)
     [ "$ok" = "$MEM_SEGMENTS" ] || die "only $ok of $MEM_SEGMENTS fills answered 200"
     rss_full=$(rss VmRSS)
     hwm=$(rss VmHWM)

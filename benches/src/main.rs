@@ -5,6 +5,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod sim;
 mod tracker_load;
 
 /// hivecast benchmarks and load generators.
@@ -20,10 +21,14 @@ enum Command {
     /// WebSocket load on a hivecast (or any WebTorrent) tracker: N peers announcing
     /// with offers and answering the offers relayed to them.
     TrackerLoad(tracker_load::Args),
+    /// Discrete-event simulation of a live swarm running the agent's own scheduler for
+    /// every viewer (virtual time).
+    Sim(sim::Args),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::TrackerLoad(args) => tracker_load::run(args),
+        Command::Sim(args) => sim::run(args),
     }
 }

@@ -14,30 +14,36 @@
 //!
 //! * **Local first, single flight.** A player request for a segment we hold returns
 //!   [`PlayerOutcome::Ready`]; otherwise it joins the one fetch of that segment.
-//! * **Origin fetchers.** Each new live segment is fetched from the origin at once by a few
-//!   *seed* agents chosen by rendezvous hashing of `(seq, peer id)`; everybody else waits for a
+//! * **Origin seeds.** Each new live segment is fetched from the origin at once by the agents
+//!   that rendezvous hashing of `(seq, peer id)` elects (see below); everybody else waits for a
 //!   `have` and pulls from the best-scoring holder, falling back to the origin at the segment's
 //!   peer deadline.
-//! * **Deadlines.** A live segment first seen at `t` must have its origin fallback started by
-//!   `t + peer_wait_budget` (default 1.5 × target duration: a player three segments behind the
-//!   edge plays a new segment about two target durations after it appears, and the last half
-//!   duration is kept for the origin fetch). A player request tightens it: a startup or seek
-//!   request to `now + player_wait_budget`; a request that follows the previous one in order is
-//!   matched against the playhead we infer from the request pattern (hls.js loads one fragment
-//!   at a time, in order), so it only tightens the deadline when the player would otherwise stall.
-//! * **Hedging.** A peer transfer with no progress for `stall_timeout`, or whose projected end is
-//!   past the segment's need-by time, is hedged to another holder (before the deadline) or to the
-//!   origin; the first verified copy wins and the others are cancelled. A peer that disconnects
-//!   mid-transfer is replaced at once.
-//! * **Upload.** At most `upload_slots` concurrent uploads and an optional token-bucket rate cap;
-//!   beyond that requests get `Busy`, requests for segments we do not hold (or hold with another
-//!   digest) get `Absent`. Peers we refused for lack of a slot are offered the segment again
-//!   (a targeted `have`) as soon as a slot frees, so no upload capacity idles while requesters
-//!   wait.
+//! * **Deadlines.** With no player information, a live segment first seen at `t` must have its
+//!   origin fallback started by `t + peer_wait_budget` (default 1.5 × target duration: a player
+//!   three segments behind the edge plays a new segment about two target durations after it
+//!   appears; the last half duration is kept for the origin fetch). Player requests refine it.
+//!   hls.js-like players load one fragment at a time, in order, so the request pattern reveals
+//!   the playhead: the first request (startup or seek) gets `now + player_wait_budget`; once that
+//!   segment is delivered the playhead is anchored, and every later segment's deadline becomes
+//!   its inferred playback time minus the origin safety margin (later than the playlist default
+//!   for a player that sits further behind, earlier for one that is about to stall). A stall
+//!   (delivery after the inferred playback time) shifts the anchor. The margin is at least
+//!   `origin_safety_margin` and at least twice the measured origin fetch time plus 250 ms.
+//! * **Hedging.** A peer transfer with no progress for `stall_timeout` is hedged to another
+//!   holder while the deadline allows, else to the origin. A transfer whose projected end (from
+//!   its measured rate) is past the segment's need-by time goes to the origin at once and is
+//!   cancelled, so the holder's upload serves someone who can still make it. The first verified
+//!   copy wins; the others are cancelled. A peer that disconnects mid-transfer is replaced at once.
+//! * **Upload.** At most `upload_slots` concurrent uploads (default 1: with store-and-forward, a
+//!   segment spreads fastest when each holder serves one peer at full rate, because the receiver
+//!   can relay sooner) and an optional token-bucket rate cap; beyond that requests get `Busy`;
+//!   requests for segments we do not hold (or hold with another digest) get `Absent`. Peers we
+//!   refused for lack of a slot are offered the segment again (a targeted `have`, to a few of them
+//!   per freed slot) so upload capacity does not idle while requesters wait.
 //! * **Integrity.** Segments without a digest are origin-only unless `allow_unverified`; a
 //!   transfer the driver reports as unverified bans the peer and refetches elsewhere.
 //!
-//! # Electing origin fetchers in large swarms
+//! # Electing origin seeds in large swarms
 //!
 //! An agent knows its neighbours (8–20 peers), not the swarm. Ranking the known members and
 //! taking the top `k` would elect about one fetcher per *neighbourhood* (`N·k/(d+1)` copies, the
@@ -49,16 +55,16 @@
 //!   `k_eff / swarm_size` quantile. The driver feeds the swarm size from the tracker
 //!   (`complete + incomplete`), so about `k_eff` agents fetch in the whole swarm whoever knows whom.
 //!
-//! `k_eff = max(k, ρ · swarm_size)`. The *seed fraction* `ρ` exists because, with whole-segment
-//! verification, a live segment can only spread a limited number of store-and-forward hops before
-//! its deadline: with per-peer upload `u`, segment size `S` and peer budget `B`, one origin copy
-//! reaches at most about `2^(B·u/S)` agents (one-to-one hops of `S/u` each). If fewer than
-//! `N / 2^(B·u/S)` agents seed, the rest all fall back at the same deadline and the origin serves
-//! almost everyone, far worse than seeding a few more early. `ρ` is adapted per agent from what
-//! it observes: a fallback for a segment that *no* neighbour even announced before the deadline
-//! means seeding is too sparse (multiply `ρ` by `seed_fraction_up`); a segment delivered by a
-//! peer decays `ρ` slowly (`seed_fraction_down`); a fallback although holders existed (they were
-//! busy or slow) means upload is scarce, where more seeds would not help, so `ρ` is left alone.
+//! `k_eff = max(k, ρ · swarm_size)`. The *seed fraction* `ρ` exists because every byte from a
+//! peer must be verified against the segment digest before it is shared, so a live segment spreads
+//! by store-and-forward of whole segments: with per-peer upload `u`, segment size `S` and budget
+//! `B` (deadline minus the seeds' origin fetch), one origin copy reaches at most about
+//! `2^(B·u/S)` agents before the deadline. If fewer than `N / 2^(B·u/S)` agents seed, everybody
+//! else falls back at nearly the same moment and the origin serves almost all of them: far
+//! worse than seeding a few more early. `ρ` is adapted per agent from what it observes: a
+//! fallback for a segment that no neighbour even announced multiplies `ρ` by `seed_fraction_up`;
+//! a fallback or late hedge although holders were known multiplies it by the gentler
+//! `seed_fraction_up_scarce`; a segment delivered by a peer decays it by `seed_fraction_down`.
 //!
 //! # Bounded state
 //!
@@ -103,8 +109,8 @@ pub struct SchedulerConfig {
     /// Deadline of a startup or seek request for a segment we do not hold (default 1 s).
     pub player_wait_budget: Duration,
     /// Time kept for an origin fetch between a deadline and the moment the player needs the
-    /// segment (default 1 s). The scheduler uses at least twice its measured origin fetch time
-    /// (EWMA), so slow links get a wider margin.
+    /// segment (default 1.5 s). The scheduler uses at least twice its measured origin fetch time
+    /// (EWMA) plus 250 ms, so slow links get a wider margin.
     pub origin_safety_margin: Duration,
     /// A peer transfer with no progress for this long is hedged (default 1 s).
     pub stall_timeout: Duration,
@@ -156,7 +162,7 @@ impl Default for SchedulerConfig {
             seed_fraction_down: 0.99,
             peer_wait_budget: None,
             player_wait_budget: Duration::from_secs(1),
-            origin_safety_margin: Duration::from_secs(1),
+            origin_safety_margin: Duration::from_millis(1500),
             stall_timeout: Duration::from_secs(1),
             join_prefetch: 3,
             vod_lookahead: 3,
@@ -789,13 +795,36 @@ impl Scheduler {
     }
 
     /// Effective origin safety margin: the configured one, or twice the measured origin fetch
-    /// time if that is longer.
+    /// time plus 250 ms if that is longer.
     fn margin(&self) -> Duration {
         let measured = self
             .origin_ewma
-            .and_then(|s| Duration::try_from_secs_f64(2.0 * s).ok())
+            .and_then(|s| Duration::try_from_secs_f64(2.0 * s + 0.25).ok())
             .unwrap_or_default();
         self.cfg.origin_safety_margin.max(measured)
+    }
+
+    /// The margin with the origin fetches already running: they share our download link, so
+    /// each adds about one measured fetch time. A segment whose need-by time is closer than this
+    /// goes to the origin even before its peer deadline.
+    fn margin_now(&self) -> Duration {
+        let running = self
+            .active
+            .iter()
+            .filter(|q| self.segs.get(q).is_some_and(Seg::has_origin_fetch))
+            .count() as f64;
+        let extra = self
+            .origin_ewma
+            .and_then(|s| Duration::try_from_secs_f64(running * s).ok())
+            .unwrap_or_default();
+        self.margin() + extra
+    }
+
+    /// True once the origin must be used for `seg`: its peer deadline passed, or its need-by
+    /// time is closer than the current origin margin.
+    fn past_deadline(&self, seg: &Seg, now: Instant) -> bool {
+        seg.peer_deadline.is_some_and(|d| now >= d)
+            || seg.need_by.is_some_and(|n| now + self.margin_now() >= n)
     }
 
     fn peer_wait_budget(&self) -> Duration {
@@ -1686,8 +1715,11 @@ impl Scheduler {
             return false;
         }
         let rate = f.received as f64 / elapsed;
+        // Keep half the origin margin as slack for projection error: a transfer that would end
+        // in the last half margin before the need-by time is already too risky to wait for.
+        let limit = need.checked_sub(self.margin() / 2).unwrap_or(need);
         projected_completion(f.last_progress, total.saturating_sub(f.received), rate)
-            .is_none_or(|end| end > need)
+            .is_none_or(|end| end > limit)
     }
 
     /// Decides the next step for one segment. Idempotent: calling it twice in a row is harmless.
@@ -1713,7 +1745,7 @@ impl Scheduler {
             self.start_origin(now, seq, OriginReason::Elected);
             return;
         }
-        let past_deadline = seg.peer_deadline.is_some_and(|d| now >= d);
+        let past_deadline = self.past_deadline(seg, now);
         if seg.fetches.is_empty() {
             let exhausted = seg.peer_attempts >= self.cfg.max_peer_attempts;
             if !exhausted && let Some(peer) = self.pick_holder(now, seq) {
@@ -1759,9 +1791,10 @@ impl Scheduler {
             if !any_late {
                 self.counters.peer_stalls += 1;
             }
-            // Transfers that cannot make it are cancelled at once: the origin copy will win,
-            // and the holder's upload is better spent on someone who can still make it.
-            let late: Vec<Outstanding> = self
+            // Transfers that cannot make it are cancelled at once (the holder's upload is better
+            // spent on someone who can still make it), and their measured rate is remembered so
+            // the slow holder is not picked first next time.
+            let late: Vec<(Outstanding, f64)> = self
                 .segs
                 .get(&seq)
                 .map(|seg| {
@@ -1770,21 +1803,60 @@ impl Scheduler {
                         .filter(|f| self.fetch_late(f, need_by))
                         .filter_map(|f| match f.from {
                             FetchFrom::Peer { peer, req_id } => {
-                                Some(Outstanding { req_id, peer, seq })
+                                let secs = f
+                                    .last_progress
+                                    .saturating_duration_since(f.started)
+                                    .as_secs_f64();
+                                let rate = if secs > 0.0 {
+                                    f.received as f64 / secs
+                                } else {
+                                    0.0
+                                };
+                                Some((Outstanding { req_id, peer, seq }, rate))
                             }
                             FetchFrom::Origin => None,
                         })
                         .collect()
                 })
                 .unwrap_or_default();
-            for o in late {
+            for (o, rate) in late {
+                if rate > 0.0 {
+                    self.swarm.record_rate(&o.peer, rate, &self.cfg.weights);
+                }
                 if let Some(o) = self.take_outstanding(o.peer, o.req_id) {
-                    self.end_peer_fetch(o, None);
+                    self.end_peer_fetch(o, Some(Mark::Failed));
                     self.counters.cancelled += 1;
                     self.actions.push_back(Action::CancelPeer {
                         peer: o.peer,
                         req_id: o.req_id,
                     });
+                }
+            }
+            // A holder expected to deliver in time (measured throughput, or the prior for a peer
+            // we never downloaded from) replaces a late one while the deadline allows; else the
+            // origin.
+            if any_late
+                && !past_deadline
+                && let Some(peer) = self.pick_holder(now, seq)
+            {
+                let size = self.segs.get(&seq).and_then(|s| s.size);
+                let tput = self
+                    .swarm
+                    .get(&peer)
+                    .and_then(|e| e.throughput)
+                    .unwrap_or(self.cfg.weights.unknown_throughput);
+                // In time with the origin margin to spare, so a second disappointment can
+                // still fall back to the origin.
+                let by = need_by.and_then(|n| n.checked_sub(self.margin()));
+                let in_time = match (size, by) {
+                    (Some(size), Some(by)) => {
+                        projected_completion(now, size, tput).is_some_and(|end| end <= by)
+                    }
+                    _ => false,
+                };
+                if in_time {
+                    self.request_peer(now, seq, peer, true);
+                    return;
                 }
             }
             self.start_origin(now, seq, OriginReason::Hedge);
@@ -1805,6 +1877,9 @@ impl Scheduler {
             if let Some(d) = seg.peer_deadline {
                 consider(d);
             }
+            if let Some(n) = seg.need_by {
+                consider(n.checked_sub(self.margin_now()).unwrap_or(n));
+            }
             for (_, m) in &seg.marks {
                 if let Mark::BusyUntil(t) = m {
                     consider(*t);
@@ -1816,6 +1891,9 @@ impl Scheduler {
             }
             if let Some(d) = seg.peer_deadline {
                 consider(d);
+            }
+            if let Some(n) = seg.need_by {
+                consider(n.checked_sub(self.margin_now()).unwrap_or(n));
             }
         }
         best
@@ -1840,6 +1918,9 @@ impl Scheduler {
             if let Some(d) = seg.peer_deadline {
                 consider(d);
             }
+            if let Some(n) = seg.need_by {
+                consider(n.checked_sub(self.margin_now()).unwrap_or(n));
+            }
             for (_, m) in &seg.marks {
                 if let Mark::BusyUntil(t) = m {
                     consider(*t);
@@ -1851,6 +1932,9 @@ impl Scheduler {
             }
             if let Some(d) = seg.peer_deadline {
                 consider(d);
+            }
+            if let Some(n) = seg.need_by {
+                consider(n.checked_sub(self.margin_now()).unwrap_or(n));
             }
         }
         best
@@ -2244,9 +2328,10 @@ mod tests {
         live(&mut s, t1, 1..=6);
         drain(&mut s);
         // The player holds 3 (playing since t1) and 4: it needs 5 at t1 + 2 × TD and 6 at
-        // t1 + 3 × TD. The playlist default for 5 was t0 + 1.5 × TD, earlier.
+        // t1 + 3 × TD. The playlist default for 5 was t0 + 1.5 × TD, earlier. The origin
+        // fetch took 1 s, so the safety margin is 2 × 1 s + 250 ms (above the 1.5 s default).
         let need = t1 + TD * 2;
-        assert_eq!(s.poll_timeout(), Some(need - Duration::from_secs(1)));
+        assert_eq!(s.poll_timeout(), Some(need - Duration::from_millis(2250)));
     }
 
     #[test]

@@ -221,6 +221,13 @@ impl SwarmView {
         }
     }
 
+    /// Records a throughput observation (bytes/s) of an unfinished transfer.
+    pub fn record_rate(&mut self, id: &PeerId, rate: f64, w: &ScoreWeights) {
+        if let Some(p) = self.get_mut(id) {
+            p.throughput = Some(ewma(p.throughput, rate, w.ewma_alpha));
+        }
+    }
+
     /// Records a failure (absent, stall, timeout).
     pub fn record_failure(&mut self, id: &PeerId) {
         if let Some(p) = self.get_mut(id) {
@@ -308,6 +315,8 @@ mod tests {
         s.record_busy(&pid(1));
         assert_eq!(s.get(&pid(1)).unwrap().failures, 1.0);
         s.record_success(&pid(1), 1000, 0.5, &ScoreWeights::default());
+        s.record_rate(&pid(2), 100.0, &ScoreWeights::default());
+        assert_eq!(s.get(&pid(2)).unwrap().throughput, Some(100.0));
         let p = s.get(&pid(1)).unwrap();
         assert_eq!(p.throughput, Some(2000.0));
         assert_eq!(p.failures, 0.5);

@@ -1,0 +1,1431 @@
+//! The event loop of the simulator. See the parent module for the model.
+
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap};
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::core::ids::{Digest, PeerId};
+use crate::core::peer_proto::{DATA_HEADER_LEN, MAX_FRAME_LEN, Message};
+use crate::core::scheduler::{
+    Action, PlayerOutcome, PlaylistUpdate, RefuseReason, Scheduler, SchedulerConfig, SegmentInfo,
+};
+use crate::sim::{OriginFetches, SimConfig, SimReport};
+
+type Us = u64;
+
+const CHUNK: u64 = (MAX_FRAME_LEN - DATA_HEADER_LEN) as u64;
+const PROGRESS_EVERY: Us = 250_000;
+
+fn us(secs: f64) -> Us {
+    (secs.max(0.0) * 1e6).round() as Us
+}
+
+#[derive(Debug)]
+enum Ev {
+    Join(u32),
+    Churn,
+    FailUploader,
+    Poll(u32),
+    Timer(u32),
+    Tracker(u32),
+    Connect(u32, u32),
+    Deliver { to: u32, from: u32, msg: SimMsg },
+    Disconnect { to: u32, from: u32 },
+    XferEnd { x: u32, epoch: u64 },
+    Progress(u32),
+    PlayerNeed { a: u32, seq: u64 },
+    PlayerRetry(u32),
+}
+
+/// A peer message in flight, kept small so the event heap stays compact; expanded into a
+/// [`Message`] on delivery (digests are a pure function of the sequence number).
+#[derive(Debug, Clone, Copy)]
+enum SimMsg {
+    Have(u64),
+    Request(u32, u64),
+    Cancel(u32),
+    Busy(u32),
+    Absent(u32),
+    /// Index into the bitfield side table.
+    Bitfield(u32),
+}
+
+/// Hasher for random 20-byte peer ids: their bytes are already uniform.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..chunk.len()].copy_from_slice(chunk);
+            self.0 = crate::core::policy::mix64(self.0 ^ u64::from_le_bytes(w));
+        }
+    }
+}
+
+type IdMap = HashMap<PeerId, u32, std::hash::BuildHasherDefault<IdHasher>>;
+
+struct Entry {
+    t: Us,
+    n: u64,
+    ev: Ev,
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, o: &Self) -> bool {
+        self.t == o.t && self.n == o.n
+    }
+}
+impl Eq for Entry {}
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Entry {
+    fn cmp(&self, o: &Self) -> Ordering {
+        // Min-heap on (t, n).
+        (o.t, o.n).cmp(&(self.t, self.n))
+    }
+}
+
+#[derive(Default)]
+struct Player {
+    /// Seq whose request is outstanding.
+    waiting: Option<u64>,
+    /// Next seq to request.
+    next: Option<u64>,
+    /// All seqs below this are delivered.
+    delivered_to: u64,
+    started: bool,
+    stall_since: Option<Us>,
+    play_from: Us,
+}
+
+struct Agent {
+    id: PeerId,
+    alive: bool,
+    sched: Scheduler,
+    up: f64,
+    down: f64,
+    lat: Us,
+    corrupt: bool,
+    neighbors: Vec<u32>,
+    ups: Vec<u32>,
+    downs: Vec<u32>,
+    timer_at: Option<Us>,
+    progress_armed: bool,
+    join_t: Us,
+    player: Player,
+}
+
+struct Xfer {
+    from: Option<u32>,
+    to: u32,
+    req_id: u32,
+    seq: u64,
+    size: f64,
+    done: f64,
+    rate: f64,
+    last: Us,
+    start_at: Us,
+    tail: Us,
+    /// Matches the one pending end event; globally unique, so a stale event of an earlier
+    /// transfer that used the same slot can never complete this one.
+    epoch: u64,
+    corrupt: bool,
+    dropped_by_receiver: bool,
+}
+
+struct SegStat {
+    origin_bytes: f64,
+    obtained_bytes: u64,
+    peer_bytes: u64,
+}
+
+struct World<'c> {
+    cfg: &'c SimConfig,
+    sched_cfg: SchedulerConfig,
+    rng: StdRng,
+    base: Instant,
+    now: Us,
+    heap: BinaryHeap<Entry>,
+    n: u64,
+    agents: Vec<Agent>,
+    alive: Vec<u32>,
+    alive_pos: Vec<usize>,
+    by_id: IdMap,
+    bitfields: Vec<Option<Message>>,
+    free_bf: Vec<u32>,
+    xfers: Vec<Option<Xfer>>,
+    next_epoch: u64,
+    free_x: Vec<u32>,
+    infos: Vec<SegmentInfo>,
+    seg_dur: Us,
+    stats: Vec<SegStat>,
+    count_from: u64,
+    count_to: u64,
+    // tallies
+    events: u64,
+    messages: u64,
+    message_bytes: u64,
+    joins: u64,
+    leaves: u64,
+    stalls: u64,
+    stall_us: u64,
+    watch_us: u64,
+    startups: Vec<f64>,
+    player_failures: u64,
+    failed_uploaders: u64,
+    retired: crate::core::scheduler::Counters,
+    upload_sum: f64,
+    /// Bytes peers actually sent (finished and partial transfers).
+    uploaded: f64,
+    /// Σ upload rate × time alive, bytes.
+    upload_capacity: f64,
+    created: u64,
+    warmup: Us,
+    end: Us,
+    trace: bool,
+    trace_obtained: bool,
+}
+
+fn normal(rng: &mut StdRng) -> f64 {
+    // Box–Muller.
+    let u1: f64 = rng.random_range(f64::EPSILON..1.0);
+    let u2: f64 = rng.random();
+    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+}
+
+fn lognormal(rng: &mut StdRng, mean: f64, sigma: f64) -> f64 {
+    let mu = mean.ln() - sigma * sigma / 2.0;
+    (mu + sigma * normal(rng)).exp()
+}
+
+fn digest_of(seq: u64) -> Digest {
+    let mut d = [0u8; 32];
+    d[..8].copy_from_slice(&seq.to_le_bytes());
+    d[8..16].copy_from_slice(&crate::core::policy::mix64(seq).to_le_bytes());
+    Digest(d)
+}
+
+fn add_counters(acc: &mut crate::core::scheduler::Counters, c: &crate::core::scheduler::Counters) {
+    acc.origin_fetches += c.origin_fetches;
+    acc.origin_elected += c.origin_elected;
+    acc.origin_fallbacks += c.origin_fallbacks;
+    acc.origin_hedges += c.origin_hedges;
+    acc.origin_unverified += c.origin_unverified;
+    acc.origin_no_peers += c.origin_no_peers;
+    acc.peer_requests += c.peer_requests;
+    acc.peer_hedges += c.peer_hedges;
+    acc.peer_lost += c.peer_lost;
+    acc.busy_sent += c.busy_sent;
+    acc.bans += c.bans;
+    acc.integrity_failures += c.integrity_failures;
+}
+
+/// Runs one simulation.
+pub fn run(cfg: &SimConfig) -> SimReport {
+    let mut w = World::new(cfg);
+    w.start();
+    w.run_loop();
+    w.report()
+}
+
+impl<'c> World<'c> {
+    fn new(cfg: &'c SimConfig) -> Self {
+        let s = &cfg.scheduler;
+        let ms = |x: f64| Duration::from_secs_f64((x / 1000.0).max(0.0));
+        let td = Duration::from_secs_f64(cfg.segment_duration_s);
+        let seg_bytes = cfg.bitrate_bps / 8.0 * cfg.segment_duration_s;
+        let sched_cfg = SchedulerConfig {
+            fetchers: s.fetchers.max(1),
+            seed_fraction_init: s.seed_fraction_init,
+            seed_fraction_min: s.seed_fraction_min,
+            seed_fraction_max: s.seed_fraction_max,
+            seed_fraction_up: s.seed_fraction_up,
+            seed_fraction_up_scarce: s.seed_fraction_up_scarce,
+            seed_fraction_down: s.seed_fraction_down,
+            peer_wait_budget: Some(td.mul_f64(s.peer_wait_factor)),
+            player_wait_budget: ms(s.player_wait_ms),
+            origin_safety_margin: ms(s.origin_margin_ms),
+            stall_timeout: ms(s.stall_timeout_ms.max(1.0)),
+            join_prefetch: s.join_prefetch,
+            upload_slots: s.upload_slots,
+            upload_rate_cap: s
+                .upload_cap_x
+                .map(|x| (x * cfg.bitrate_bps / 8.0).max(1.0) as u64),
+            upload_burst: (seg_bytes * 1.5) as u64,
+            busy_backoff: ms(s.busy_backoff_ms),
+            max_parallel: s.max_parallel.max(1),
+            ..SchedulerConfig::default()
+        };
+        let mut rng = StdRng::seed_from_u64(cfg.seed);
+        let seg_dur = us(cfg.segment_duration_s).max(1);
+        let end = us(cfg.duration_s);
+        let total_segs = (end / seg_dur) as usize + cfg.window_segments + 2;
+        let infos: Vec<SegmentInfo> = (0..total_segs as u64)
+            .map(|seq| {
+                let v = if cfg.size_variation > 0.0 {
+                    rng.random_range(-cfg.size_variation..cfg.size_variation)
+                } else {
+                    0.0
+                };
+                SegmentInfo {
+                    seq,
+                    digest: Some(digest_of(seq)),
+                    duration: td,
+                    size_hint: Some((seg_bytes * (1.0 + v)).max(1.0) as u64),
+                }
+            })
+            .collect();
+        let stats = (0..total_segs)
+            .map(|_| SegStat {
+                origin_bytes: 0.0,
+                obtained_bytes: 0,
+                peer_bytes: 0,
+            })
+            .collect();
+        let warmup = us(cfg.warmup_s);
+        let w0 = cfg.window_segments.max(1) as u64;
+        // Segment s is published at (s + 1 - w0) * seg_dur.
+        let count_from = warmup.div_ceil(seg_dur) + w0 - 1;
+        let count_to = (end.saturating_sub(us(cfg.tail_s)) / seg_dur + w0).saturating_sub(1);
+        World {
+            cfg,
+            sched_cfg,
+            rng,
+            base: Instant::now(),
+            now: 0,
+            heap: BinaryHeap::new(),
+            n: 0,
+            agents: Vec::new(),
+            alive: Vec::new(),
+            alive_pos: Vec::new(),
+            by_id: IdMap::default(),
+            bitfields: Vec::new(),
+            free_bf: Vec::new(),
+            xfers: Vec::new(),
+            next_epoch: 0,
+            free_x: Vec::new(),
+            infos,
+            seg_dur,
+            stats,
+            count_from,
+            count_to,
+            events: 0,
+            messages: 0,
+            message_bytes: 0,
+            joins: 0,
+            leaves: 0,
+            stalls: 0,
+            stall_us: 0,
+            watch_us: 0,
+            startups: Vec::new(),
+            player_failures: 0,
+            failed_uploaders: 0,
+            retired: Default::default(),
+            upload_sum: 0.0,
+            uploaded: 0.0,
+            upload_capacity: 0.0,
+            created: 0,
+            warmup,
+            end,
+            trace: std::env::var_os("HIVECAST_SIM_TRACE").is_some(),
+            trace_obtained: std::env::var_os("HIVECAST_SIM_OBTAINED").is_some(),
+        }
+    }
+
+    fn at(&self, t: Us) -> Instant {
+        self.base + Duration::from_micros(t)
+    }
+
+    /// Virtual microseconds of an instant, rounded up so a timer never fires before its time
+    /// (firing early would make the scheduler ask for the same timer again, forever).
+    fn to_us(&self, i: Instant) -> Us {
+        i.saturating_duration_since(self.base)
+            .as_nanos()
+            .div_ceil(1000) as Us
+    }
+
+    fn push(&mut self, t: Us, ev: Ev) {
+        self.n += 1;
+        self.heap.push(Entry { t, n: self.n, ev });
+    }
+
+    fn newest_published(&self, t: Us) -> u64 {
+        let w0 = self.cfg.window_segments.max(1) as u64;
+        (t / self.seg_dur + w0 - 1).min(self.infos.len() as u64 - 1)
+    }
+
+    fn counted(&self, seq: u64) -> bool {
+        seq >= self.count_from && seq <= self.count_to
+    }
+
+    fn start(&mut self) {
+        let bps = self.cfg.bitrate_bps / 8.0;
+        for i in 0..self.cfg.agents {
+            let t = if self.cfg.agents > 1 {
+                us(self.cfg.ramp_s * i as f64 / (self.cfg.agents - 1) as f64)
+            } else {
+                0
+            };
+            let a = self.new_agent(bps);
+            self.push(t, Ev::Join(a));
+        }
+        if self.cfg.churn_per_min > 0.0 && self.cfg.agents > 0 {
+            let t = self.next_churn_gap();
+            self.push(t, Ev::Churn);
+        }
+        for &s in &self.cfg.fail_uploaders_at_s {
+            self.push(us(s), Ev::FailUploader);
+        }
+    }
+
+    fn next_churn_gap(&mut self) -> Us {
+        let rate = self.cfg.agents as f64 * self.cfg.churn_per_min / 60.0;
+        let u: f64 = self.rng.random_range(f64::EPSILON..1.0);
+        us(-u.ln() / rate)
+    }
+
+    fn new_agent(&mut self, bps: f64) -> u32 {
+        let id = PeerId::random(&mut self.rng);
+        let mut up = lognormal(&mut self.rng, self.cfg.upload_mean_x, self.cfg.upload_sigma) * bps;
+        let down = lognormal(
+            &mut self.rng,
+            self.cfg.download_mean_x,
+            self.cfg.download_sigma,
+        ) * bps;
+        if let Some(cap) = self.sched_cfg.upload_rate_cap {
+            up = up.min(cap as f64);
+        }
+        let lat = us(self.rng.random_range(
+            self.cfg.latency_ms_min..=self.cfg.latency_ms_max.max(self.cfg.latency_ms_min),
+        ) / 1000.0);
+        let corrupt = (self.created as usize) < self.cfg.corrupt_agents;
+        let sched = Scheduler::new(self.at(self.now), id, self.sched_cfg.clone())
+            .unwrap_or_else(|e| panic!("simulation scheduler config invalid: {e}"));
+        self.upload_sum += up / bps;
+        self.created += 1;
+        let idx = self.agents.len() as u32;
+        self.agents.push(Agent {
+            id,
+            alive: false,
+            sched,
+            up,
+            down,
+            lat,
+            corrupt,
+            neighbors: Vec::new(),
+            ups: Vec::new(),
+            downs: Vec::new(),
+            timer_at: None,
+            progress_armed: false,
+            join_t: 0,
+            player: Player::default(),
+        });
+        self.alive_pos.push(usize::MAX);
+        self.by_id.insert(id, idx);
+        idx
+    }
+
+    fn run_loop(&mut self) {
+        while let Some(e) = self.heap.pop() {
+            if e.t > self.end {
+                break;
+            }
+            self.now = e.t;
+            self.events += 1;
+            self.handle(e.ev);
+        }
+        self.now = self.end;
+        // Close open stalls and watch time.
+        for a in 0..self.agents.len() as u32 {
+            if self.agents[a as usize].alive {
+                self.close_player(a);
+                let ag = &self.agents[a as usize];
+                self.upload_capacity += ag.up * (self.now - ag.join_t) as f64 / 1e6;
+            }
+        }
+    }
+
+    fn handle(&mut self, ev: Ev) {
+        match ev {
+            Ev::Join(a) => self.join(a),
+            Ev::Churn => {
+                if let Some(victim) = self.pick_alive() {
+                    self.leave(victim);
+                    let bps = self.cfg.bitrate_bps / 8.0;
+                    let a = self.new_agent(bps);
+                    self.join(a);
+                }
+                let t = self.now + self.next_churn_gap();
+                self.push(t, Ev::Churn);
+            }
+            Ev::FailUploader => self.fail_busiest_uploader(),
+            Ev::Poll(a) => {
+                if self.agents[a as usize].alive {
+                    self.poll(a);
+                    let t = self.now + us(self.cfg.poll_interval_ms / 1000.0).max(1);
+                    self.push(t, Ev::Poll(a));
+                }
+            }
+            Ev::Timer(a) => {
+                let now = self.at(self.now);
+                let ag = &mut self.agents[a as usize];
+                if !ag.alive || ag.timer_at != Some(self.now) {
+                    return;
+                }
+                ag.timer_at = None;
+                ag.sched.handle_timeout(now);
+                self.flush(a);
+            }
+            Ev::Tracker(a) => {
+                if !self.agents[a as usize].alive {
+                    return;
+                }
+                self.announce(a);
+                let t = self.now + us(self.cfg.tracker_interval_s);
+                self.push(t, Ev::Tracker(a));
+            }
+            Ev::Connect(a, b) => self.connect(a, b),
+            Ev::Deliver { to, from, msg } => {
+                if let SimMsg::Bitfield(i) = msg
+                    && (!self.agents[to as usize].alive
+                        || !self.agents[to as usize].neighbors.contains(&from))
+                {
+                    if let Some(slot) = self.bitfields.get_mut(i as usize) {
+                        *slot = None;
+                    }
+                    self.free_bf.push(i);
+                    return;
+                }
+                if self.trace {
+                    eprintln!("{:>10.3} a{to} <- a{from} {msg:?}", self.now as f64 / 1e6);
+                }
+                if !self.agents[to as usize].alive
+                    || !self.agents[to as usize].neighbors.contains(&from)
+                {
+                    return;
+                }
+                let msg = match msg {
+                    SimMsg::Have(seq) => Message::Have {
+                        seq,
+                        digest: Some(digest_of(seq)),
+                    },
+                    SimMsg::Request(req_id, seq) => Message::Request {
+                        req_id,
+                        seq,
+                        digest: Some(digest_of(seq)),
+                    },
+                    SimMsg::Cancel(req_id) => Message::Cancel { req_id },
+                    SimMsg::Busy(req_id) => Message::Busy { req_id },
+                    SimMsg::Absent(req_id) => Message::Absent { req_id },
+                    SimMsg::Bitfield(i) => {
+                        self.free_bf.push(i);
+                        match self.bitfields.get_mut(i as usize).and_then(Option::take) {
+                            Some(m) => m,
+                            None => return,
+                        }
+                    }
+                };
+                let now = self.at(self.now);
+                let from_id = self.agents[from as usize].id;
+                self.agents[to as usize]
+                    .sched
+                    .handle_peer_message(now, from_id, &msg);
+                self.flush(to);
+            }
+            Ev::Disconnect { to, from } => {
+                if !self.agents[to as usize].alive {
+                    return;
+                }
+                self.unlink(to, from);
+                let now = self.at(self.now);
+                let from_id = self.agents[from as usize].id;
+                self.agents[to as usize]
+                    .sched
+                    .handle_peer_disconnected(now, from_id);
+                self.flush(to);
+            }
+            Ev::XferEnd { x, epoch } => self.xfer_end(x, epoch),
+            Ev::Progress(a) => self.progress(a),
+            Ev::PlayerNeed { a, seq } => self.player_need(a, seq),
+            Ev::PlayerRetry(a) => self.player_request(a),
+        }
+    }
+
+    fn pick_alive(&mut self) -> Option<u32> {
+        if self.alive.is_empty() {
+            return None;
+        }
+        let i = self.rng.random_range(0..self.alive.len());
+        self.alive.get(i).copied()
+    }
+
+    /// Removes the live agent with the most uploads in progress (a peer lost mid-transfer).
+    fn fail_busiest_uploader(&mut self) {
+        let victim = self
+            .alive
+            .iter()
+            .copied()
+            .max_by_key(|&a| (self.agents[a as usize].ups.len(), std::cmp::Reverse(a)));
+        if let Some(v) = victim {
+            self.failed_uploaders += u64::from(!self.agents[v as usize].ups.is_empty());
+            self.leave(v);
+        }
+    }
+
+    // ----- membership ---------------------------------------------------------------------------
+
+    fn join(&mut self, a: u32) {
+        self.joins += 1;
+        let now = self.at(self.now);
+        {
+            let ag = &mut self.agents[a as usize];
+            ag.alive = true;
+            ag.join_t = self.now;
+        }
+        self.alive_pos[a as usize] = self.alive.len();
+        self.alive.push(a);
+        // Fresh scheduler clock.
+        self.agents[a as usize].sched =
+            Scheduler::new(now, self.agents[a as usize].id, self.sched_cfg.clone())
+                .unwrap_or_else(|e| panic!("simulation scheduler config invalid: {e}"));
+        self.announce(a);
+        self.poll(a);
+        // Poll phase is random: the next poll after a random fraction of the interval.
+        let first = us(self.rng.random_range(0.0..1.0) * self.cfg.poll_interval_ms / 1000.0);
+        self.push(self.now + first.max(1), Ev::Poll(a));
+        let t = self.now + us(self.cfg.tracker_interval_s);
+        self.push(t, Ev::Tracker(a));
+        // First player request happens on the first playlist (inside `poll`).
+    }
+
+    fn leave(&mut self, a: u32) {
+        if !self.agents[a as usize].alive {
+            return;
+        }
+        self.leaves += 1;
+        self.upload_capacity +=
+            self.agents[a as usize].up * (self.now - self.agents[a as usize].join_t) as f64 / 1e6;
+        self.close_player(a);
+        self.agents[a as usize].alive = false;
+        let pos = self.alive_pos[a as usize];
+        self.alive.swap_remove(pos);
+        if let Some(&moved) = self.alive.get(pos) {
+            self.alive_pos[moved as usize] = pos;
+        }
+        self.alive_pos[a as usize] = usize::MAX;
+        let c = self.agents[a as usize].sched.counters().clone();
+        add_counters(&mut self.retired, &c);
+        // Abort every transfer touching the agent.
+        let xs: Vec<u32> = self.agents[a as usize]
+            .ups
+            .iter()
+            .chain(self.agents[a as usize].downs.iter())
+            .copied()
+            .collect();
+        for x in xs {
+            self.remove_xfer(x);
+        }
+        let nbs = std::mem::take(&mut self.agents[a as usize].neighbors);
+        for nb in nbs {
+            let d = self.link_delay(a, nb);
+            self.push(self.now + d, Ev::Disconnect { to: nb, from: a });
+        }
+    }
+
+    fn announce(&mut self, a: u32) {
+        let n_alive = self.alive.len();
+        let now = self.at(self.now);
+        self.agents[a as usize]
+            .sched
+            .handle_swarm_size(now, n_alive);
+        let want = self
+            .cfg
+            .degree
+            .saturating_sub(self.agents[a as usize].neighbors.len());
+        if want == 0 || n_alive < 2 {
+            return;
+        }
+        let tries = want * 3;
+        let mut picked: Vec<u32> = Vec::new();
+        for _ in 0..tries {
+            if picked.len() >= want {
+                break;
+            }
+            let b = self.alive[self.rng.random_range(0..n_alive)];
+            if b == a
+                || picked.contains(&b)
+                || self.agents[a as usize].neighbors.contains(&b)
+                || self.agents[b as usize].neighbors.len() >= self.cfg.max_degree
+            {
+                continue;
+            }
+            picked.push(b);
+        }
+        for b in picked {
+            let d = us(self.cfg.connect_delay_ms / 1000.0) + 2 * self.link_delay(a, b);
+            self.push(self.now + d, Ev::Connect(a, b));
+        }
+    }
+
+    fn connect(&mut self, a: u32, b: u32) {
+        let (ua, ub) = (a as usize, b as usize);
+        if !self.agents[ua].alive
+            || !self.agents[ub].alive
+            || self.agents[ua].neighbors.contains(&b)
+            || self.agents[ua].neighbors.len() >= self.cfg.max_degree
+            || self.agents[ub].neighbors.len() >= self.cfg.max_degree
+        {
+            return;
+        }
+        let now = self.at(self.now);
+        let (ida, idb) = (self.agents[ua].id, self.agents[ub].id);
+        let ok_a = self.agents[ua].sched.handle_peer_connected(now, idb);
+        let ok_b = self.agents[ub].sched.handle_peer_connected(now, ida);
+        if ok_a && ok_b {
+            self.agents[ua].neighbors.push(b);
+            self.agents[ub].neighbors.push(a);
+        } else {
+            // One side refuses (ban): undo on the other.
+            if ok_a {
+                self.agents[ua].sched.handle_peer_disconnected(now, idb);
+            }
+            if ok_b {
+                self.agents[ub].sched.handle_peer_disconnected(now, ida);
+            }
+        }
+        self.flush(a);
+        self.flush(b);
+    }
+
+    fn unlink(&mut self, a: u32, b: u32) {
+        self.agents[a as usize].neighbors.retain(|&x| x != b);
+        self.agents[b as usize].neighbors.retain(|&x| x != a);
+        // Transfers between them die with the channel.
+        let xs: Vec<u32> = self.agents[a as usize]
+            .ups
+            .iter()
+            .chain(self.agents[a as usize].downs.iter())
+            .copied()
+            .filter(|&x| {
+                self.xfers[x as usize].as_ref().is_some_and(|t| {
+                    (t.from == Some(a) && t.to == b) || (t.from == Some(b) && t.to == a)
+                })
+            })
+            .collect();
+        for x in xs {
+            self.remove_xfer(x);
+        }
+    }
+
+    fn link_delay(&mut self, a: u32, b: u32) -> Us {
+        let base = self.agents[a as usize].lat + self.agents[b as usize].lat;
+        if self.cfg.loss > 0.0 && self.rng.random::<f64>() < self.cfg.loss {
+            base + us(self.cfg.rto_ms / 1000.0)
+        } else {
+            base
+        }
+    }
+
+    // ----- playlist and player ------------------------------------------------------------------
+
+    fn poll(&mut self, a: u32) {
+        if !self.agents[a as usize].alive {
+            return;
+        }
+        let visible = self
+            .now
+            .saturating_sub(us(self.cfg.origin_latency_ms / 1000.0));
+        let newest = self.newest_published(visible);
+        let lo = (newest + 1).saturating_sub(self.cfg.window_segments.max(1) as u64);
+        let now = self.at(self.now);
+        {
+            let infos = &self.infos[lo as usize..=newest as usize];
+            let update = PlaylistUpdate {
+                live: true,
+                target_duration: Duration::from_secs_f64(self.cfg.segment_duration_s),
+                segments: infos,
+            };
+            self.agents[a as usize].sched.handle_playlist(now, &update);
+        }
+        self.flush(a);
+        // Player: start, or request the next fragment if it just appeared.
+        let p = &mut self.agents[a as usize].player;
+        if p.next.is_none() {
+            let back = self.cfg.player_latency_segments.max(1) as u64 - 1;
+            p.next = Some(newest.saturating_sub(back).max(lo));
+            p.delivered_to = p.next.unwrap_or(0);
+        }
+        if p.waiting.is_none() {
+            self.player_request(a);
+        }
+    }
+
+    fn player_request(&mut self, a: u32) {
+        let ag = &self.agents[a as usize];
+        if !ag.alive || ag.player.waiting.is_some() {
+            return;
+        }
+        let Some(seq) = ag.player.next else {
+            return;
+        };
+        if ag.sched.newest().is_none_or(|n| seq > n) {
+            return;
+        }
+        let now = self.at(self.now);
+        let out = self.agents[a as usize]
+            .sched
+            .handle_player_request(now, seq);
+        self.agents[a as usize].player.waiting = Some(seq);
+        match out {
+            PlayerOutcome::Ready => self.deliver(a, seq),
+            PlayerOutcome::Waiting => {}
+            PlayerOutcome::Unknown => {
+                // Too old for the window: hls.js would skip ahead. Jump to the oldest tracked.
+                let p = &mut self.agents[a as usize].player;
+                p.waiting = None;
+                p.next = Some(seq + 1);
+                p.delivered_to = p.delivered_to.max(seq + 1);
+            }
+        }
+        self.flush(a);
+    }
+
+    fn deliver(&mut self, a: u32, seq: u64) {
+        let now = self.now;
+        let dur = self.seg_dur;
+        let warmup = self.warmup;
+        let join_t = self.agents[a as usize].join_t;
+        let p = &mut self.agents[a as usize].player;
+        if p.waiting != Some(seq) {
+            return;
+        }
+        p.waiting = None;
+        p.delivered_to = seq + 1;
+        p.next = Some(seq + 1);
+        let mut need_next = None;
+        if !p.started {
+            p.started = true;
+            p.play_from = now;
+            self.startups.push((now - join_t) as f64 / 1000.0);
+            need_next = Some(now + dur);
+        } else if let Some(since) = p.stall_since.take() {
+            if since >= warmup {
+                self.stall_us += now - since;
+            } else if now > warmup {
+                self.stall_us += now - warmup;
+            }
+            p.play_from = now;
+            need_next = Some(now + dur);
+        }
+        if let Some(t) = need_next {
+            self.push(t, Ev::PlayerNeed { a, seq: seq + 1 });
+        }
+        self.player_request(a);
+    }
+
+    fn player_need(&mut self, a: u32, seq: u64) {
+        let now = self.now;
+        let dur = self.seg_dur;
+        let warmup = self.warmup;
+        let ag = &mut self.agents[a as usize];
+        if !ag.alive {
+            return;
+        }
+        let p = &mut ag.player;
+        if p.delivered_to > seq {
+            self.push(now + dur, Ev::PlayerNeed { a, seq: seq + 1 });
+        } else {
+            p.stall_since = Some(now);
+            if self.trace_obtained {
+                eprintln!("STALL {a} {seq} {:.3}", now as f64 / 1e6);
+            }
+            // Watch time up to the stall.
+            let from = p.play_from.max(warmup);
+            if now > from {
+                self.watch_us += now - from;
+            }
+            p.play_from = now;
+            if now >= warmup {
+                self.stalls += 1;
+            }
+        }
+    }
+
+    fn close_player(&mut self, a: u32) {
+        let now = self.now;
+        let warmup = self.warmup;
+        let p = &mut self.agents[a as usize].player;
+        if !p.started {
+            return;
+        }
+        if let Some(since) = p.stall_since.take() {
+            let from = since.max(warmup);
+            if now > from {
+                self.stall_us += now - from;
+            }
+        } else {
+            let from = p.play_from.max(warmup);
+            if now > from {
+                self.watch_us += now - from;
+            }
+        }
+        p.started = false;
+    }
+
+    // ----- scheduler plumbing -------------------------------------------------------------------
+
+    fn flush(&mut self, a: u32) {
+        while let Some(act) = self.agents[a as usize].sched.poll_action() {
+            self.exec(a, act);
+        }
+        if let Some(t) = self.agents[a as usize].sched.poll_timeout() {
+            let t = self.to_us(t).max(self.now);
+            let ag = &mut self.agents[a as usize];
+            if ag.timer_at.is_none_or(|cur| t < cur) {
+                ag.timer_at = Some(t);
+                self.push(t, Ev::Timer(a));
+            }
+        }
+    }
+
+    fn send(&mut self, from: u32, to: u32, msg: Message) {
+        self.messages += 1;
+        self.message_bytes += msg.encoded_len() as u64;
+        let m = match msg {
+            Message::Have { seq, .. } => SimMsg::Have(seq),
+            Message::Request { req_id, seq, .. } => SimMsg::Request(req_id, seq),
+            Message::Cancel { req_id } => SimMsg::Cancel(req_id),
+            Message::Busy { req_id } => SimMsg::Busy(req_id),
+            Message::Absent { req_id } => SimMsg::Absent(req_id),
+            m @ Message::Bitfield { .. } => {
+                let i = match self.free_bf.pop() {
+                    Some(i) => {
+                        self.bitfields[i as usize] = Some(m);
+                        i
+                    }
+                    None => {
+                        self.bitfields.push(Some(m));
+                        (self.bitfields.len() - 1) as u32
+                    }
+                };
+                SimMsg::Bitfield(i)
+            }
+            // The simulator sends no other message kinds (data is modelled as transfers).
+            Message::Handshake { .. } | Message::Keepalive | Message::Data { .. } => return,
+        };
+        let d = self.link_delay(from, to);
+        self.push(self.now + d, Ev::Deliver { to, from, msg: m });
+    }
+
+    fn exec(&mut self, a: u32, act: Action) {
+        if self.trace {
+            eprintln!("{:>10.3} a{a} {act:?}", self.now as f64 / 1e6);
+        }
+        if self.trace_obtained
+            && let Action::FetchOrigin { seq, reason } = &act
+        {
+            let w0 = self.cfg.window_segments.max(1) as i64;
+            let publish = (*seq as i64 + 1 - w0) * self.seg_dur as i64;
+            eprintln!(
+                "ORG {a} {seq} {:.3} {}",
+                (self.now as i64 - publish) as f64 / 1e6,
+                reason.as_label()
+            );
+        }
+        let peer_idx = |w: &Self, p: &PeerId| w.by_id.get(p).copied();
+        match act {
+            Action::FetchOrigin { seq, .. } => self.start_xfer(None, a, 0, seq, false),
+            Action::CancelOrigin { seq } => {
+                let x = self.agents[a as usize].downs.iter().copied().find(|&x| {
+                    self.xfers[x as usize]
+                        .as_ref()
+                        .is_some_and(|t| t.from.is_none() && t.seq == seq)
+                });
+                if let Some(x) = x {
+                    self.remove_xfer(x);
+                }
+            }
+            Action::RequestPeer {
+                peer,
+                req_id,
+                seq,
+                digest,
+            } => {
+                if let Some(b) = peer_idx(self, &peer) {
+                    self.send(
+                        a,
+                        b,
+                        Message::Request {
+                            req_id,
+                            seq,
+                            digest,
+                        },
+                    );
+                }
+            }
+            Action::CancelPeer { peer, req_id } => {
+                if let Some(b) = peer_idx(self, &peer) {
+                    let x = self.agents[a as usize].downs.iter().copied().find(|&x| {
+                        self.xfers[x as usize]
+                            .as_ref()
+                            .is_some_and(|t| t.from == Some(b) && t.req_id == req_id)
+                    });
+                    if let Some(x) = x
+                        && let Some(t) = self.xfers[x as usize].as_mut()
+                    {
+                        t.dropped_by_receiver = true;
+                    }
+                    self.send(a, b, Message::Cancel { req_id });
+                }
+            }
+            Action::SendHave { seq, digest } => {
+                let nbs = self.agents[a as usize].neighbors.clone();
+                for b in nbs {
+                    self.send(a, b, Message::Have { seq, digest });
+                }
+            }
+            Action::OfferHave { peer, seq, digest } => {
+                if let Some(b) = peer_idx(self, &peer) {
+                    self.send(a, b, Message::Have { seq, digest });
+                }
+            }
+            Action::SendBitfield {
+                peer,
+                base_seq,
+                bits,
+            } => {
+                if let Some(b) = peer_idx(self, &peer) {
+                    self.send(a, b, Message::Bitfield { base_seq, bits });
+                }
+            }
+            Action::ServePeer { peer, req_id, seq } => {
+                if let Some(b) = peer_idx(self, &peer) {
+                    let corrupt = self.agents[a as usize].corrupt;
+                    self.start_xfer(Some(a), b, req_id, seq, corrupt);
+                }
+            }
+            Action::StopServe { peer, req_id } => {
+                if let Some(b) = peer_idx(self, &peer) {
+                    let x = self.agents[a as usize].ups.iter().copied().find(|&x| {
+                        self.xfers[x as usize]
+                            .as_ref()
+                            .is_some_and(|t| t.to == b && t.req_id == req_id)
+                    });
+                    if let Some(x) = x {
+                        self.remove_xfer(x);
+                    }
+                }
+            }
+            Action::Refuse {
+                peer,
+                req_id,
+                reason,
+            } => {
+                if let Some(b) = peer_idx(self, &peer) {
+                    let msg = match reason {
+                        RefuseReason::Busy => Message::Busy { req_id },
+                        RefuseReason::Absent => Message::Absent { req_id },
+                    };
+                    self.send(a, b, msg);
+                }
+            }
+            Action::Ban { peer } => {
+                if let Some(b) = peer_idx(self, &peer) {
+                    self.unlink(a, b);
+                    let d = self.link_delay(a, b);
+                    self.push(self.now + d, Ev::Disconnect { to: b, from: a });
+                }
+            }
+            Action::Failed { seq, .. } => {
+                let p = &mut self.agents[a as usize].player;
+                if p.waiting == Some(seq) {
+                    p.waiting = None;
+                    self.player_failures += 1;
+                    self.push(self.now + 500_000, Ev::PlayerRetry(a));
+                }
+            }
+        }
+    }
+
+    // ----- transfers ----------------------------------------------------------------------------
+
+    fn seg_size(&self, seq: u64) -> f64 {
+        self.infos
+            .get(seq as usize)
+            .and_then(|i| i.size_hint)
+            .unwrap_or(1) as f64
+    }
+
+    fn start_xfer(&mut self, from: Option<u32>, to: u32, req_id: u32, seq: u64, corrupt: bool) {
+        let size = self.seg_size(seq);
+        let chunks = (size as u64).div_ceil(CHUNK);
+        let (tail, start_at) = match from {
+            None => (0, self.now + us(self.cfg.origin_latency_ms / 1000.0)),
+            Some(f) => {
+                let lat = self.agents[f as usize].lat + self.agents[to as usize].lat;
+                let loss = us(chunks as f64 * self.cfg.loss * self.cfg.rto_ms / 1000.0);
+                self.messages += chunks;
+                self.message_bytes += size as u64 + chunks * DATA_HEADER_LEN as u64;
+                (lat + loss, self.now)
+            }
+        };
+        let x = Xfer {
+            from,
+            to,
+            req_id,
+            seq,
+            size,
+            done: 0.0,
+            rate: 0.0,
+            last: self.now,
+            start_at,
+            tail,
+            epoch: 0,
+            corrupt,
+            dropped_by_receiver: false,
+        };
+        let id = if let Some(id) = self.free_x.pop() {
+            self.xfers[id as usize] = Some(x);
+            id
+        } else {
+            self.xfers.push(Some(x));
+            (self.xfers.len() - 1) as u32
+        };
+        if let Some(f) = from {
+            self.agents[f as usize].ups.push(id);
+        }
+        self.agents[to as usize].downs.push(id);
+        self.rerate(from, to);
+        if from.is_some() && !self.agents[to as usize].progress_armed {
+            self.agents[to as usize].progress_armed = true;
+            self.push(self.now + PROGRESS_EVERY, Ev::Progress(to));
+        }
+    }
+
+    fn settle(&mut self, x: u32) {
+        let now = self.now;
+        if let Some(t) = self.xfers[x as usize].as_mut() {
+            let from = t.last.max(t.start_at);
+            if now > from {
+                t.done = (t.done + t.rate * (now - from) as f64 / 1e6).min(t.size);
+            }
+            t.last = now;
+        }
+    }
+
+    /// Recomputes the rates of every transfer on `from`'s uplink and `to`'s downlink.
+    fn rerate(&mut self, from: Option<u32>, to: u32) {
+        let mut xs: Vec<u32> = self.agents[to as usize].downs.clone();
+        if let Some(f) = from {
+            for &x in &self.agents[f as usize].ups {
+                if !xs.contains(&x) {
+                    xs.push(x);
+                }
+            }
+        }
+        let origin_rate = self.cfg.origin_rate_x * self.cfg.bitrate_bps / 8.0;
+        for x in xs {
+            self.settle(x);
+            let Some(t) = self.xfers[x as usize].as_ref() else {
+                continue;
+            };
+            let down = {
+                let r = &self.agents[t.to as usize];
+                r.down / r.downs.len().max(1) as f64
+            };
+            let up = match t.from {
+                Some(f) => {
+                    let s = &self.agents[f as usize];
+                    s.up / s.ups.len().max(1) as f64
+                }
+                None => origin_rate,
+            };
+            let rate = up.min(down).max(1.0);
+            let remaining = (t.size - t.done).max(0.0);
+            let begin = self.now.max(t.start_at);
+            let end = begin + us(remaining / rate) + t.tail;
+            self.next_epoch += 1;
+            let epoch = self.next_epoch;
+            if let Some(t) = self.xfers[x as usize].as_mut() {
+                t.rate = rate;
+                t.epoch = epoch;
+            }
+            self.push(end, Ev::XferEnd { x, epoch });
+        }
+    }
+
+    fn remove_xfer(&mut self, x: u32) {
+        self.settle(x);
+        let Some(t) = self.xfers[x as usize].take() else {
+            return;
+        };
+        self.free_x.push(x);
+        if t.from.is_some() {
+            self.uploaded += t.done;
+        }
+        if t.from.is_none()
+            && self.counted(t.seq)
+            && let Some(s) = self.stats.get_mut(t.seq as usize)
+        {
+            s.origin_bytes += t.done;
+        }
+        if let Some(f) = t.from {
+            self.agents[f as usize].ups.retain(|&y| y != x);
+        }
+        self.agents[t.to as usize].downs.retain(|&y| y != x);
+        let (from, to) = (t.from, t.to);
+        let alive_to = self.agents[to as usize].alive;
+        let alive_from = from.is_none_or(|f| self.agents[f as usize].alive);
+        if alive_to || alive_from {
+            self.rerate(from, to);
+        }
+    }
+
+    fn xfer_end(&mut self, x: u32, epoch: u64) {
+        let Some(t) = self.xfers[x as usize].as_ref() else {
+            return;
+        };
+        if t.epoch != epoch {
+            return;
+        }
+        self.settle(x);
+        let Some(t) = self.xfers[x as usize].take() else {
+            return;
+        };
+        self.free_x.push(x);
+        if t.from.is_some() {
+            self.uploaded += t.done;
+        }
+        if let Some(f) = t.from {
+            self.agents[f as usize].ups.retain(|&y| y != x);
+        }
+        self.agents[t.to as usize].downs.retain(|&y| y != x);
+        self.rerate(t.from, t.to);
+        let size = t.size as u64;
+        let now = self.at(self.now);
+        let to = t.to;
+        match t.from {
+            None => {
+                if self.counted(t.seq)
+                    && let Some(s) = self.stats.get_mut(t.seq as usize)
+                {
+                    s.origin_bytes += t.size;
+                }
+                if !self.agents[to as usize].alive {
+                    return;
+                }
+                let had = self.agents[to as usize].sched.has(t.seq);
+                self.agents[to as usize]
+                    .sched
+                    .handle_origin_result(now, t.seq, Ok(size));
+                if !had && self.agents[to as usize].sched.has(t.seq) {
+                    self.obtained(to, t.seq, false);
+                }
+                self.flush(to);
+            }
+            Some(f) => {
+                let to_id = self.agents[to as usize].id;
+                let from_id = self.agents[f as usize].id;
+                if self.agents[f as usize].alive {
+                    self.agents[f as usize]
+                        .sched
+                        .handle_upload_done(now, to_id, t.req_id, size);
+                    self.flush(f);
+                }
+                if !self.agents[to as usize].alive || t.dropped_by_receiver {
+                    return;
+                }
+                let had = self.agents[to as usize].sched.has(t.seq);
+                self.agents[to as usize]
+                    .sched
+                    .handle_transfer_complete(now, from_id, t.req_id, size, !t.corrupt);
+                if !had && self.agents[to as usize].sched.has(t.seq) {
+                    self.obtained(to, t.seq, true);
+                }
+                self.flush(to);
+            }
+        }
+    }
+
+    fn obtained(&mut self, a: u32, seq: u64, from_peer: bool) {
+        let size = self.seg_size(seq) as u64;
+        if self.trace_obtained {
+            let w0 = self.cfg.window_segments.max(1) as i64;
+            let publish = (seq as i64 + 1 - w0) * self.seg_dur as i64;
+            eprintln!(
+                "OBT {a} {seq} {:.3} {}",
+                (self.now as i64 - publish) as f64 / 1e6,
+                if from_peer { "peer" } else { "origin" }
+            );
+        }
+        if self.counted(seq)
+            && let Some(s) = self.stats.get_mut(seq as usize)
+        {
+            s.obtained_bytes += size;
+            if from_peer {
+                s.peer_bytes += size;
+            }
+        }
+        if self.agents[a as usize].player.waiting == Some(seq) {
+            self.deliver(a, seq);
+        }
+    }
+
+    fn progress(&mut self, a: u32) {
+        let ag = &mut self.agents[a as usize];
+        ag.progress_armed = false;
+        if !ag.alive {
+            return;
+        }
+        let xs: Vec<u32> = ag.downs.clone();
+        let now = self.at(self.now);
+        let mut any = false;
+        for x in xs {
+            self.settle(x);
+            let Some(t) = self.xfers[x as usize].as_ref() else {
+                continue;
+            };
+            let Some(f) = t.from else {
+                continue;
+            };
+            if t.dropped_by_receiver {
+                continue;
+            }
+            any = true;
+            // Bytes visible at the receiver lag by the link latency; ignore that detail.
+            let (req_id, done, size) = (t.req_id, t.done as u64, t.size as u64);
+            let from_id = self.agents[f as usize].id;
+            self.agents[a as usize]
+                .sched
+                .handle_transfer_progress(now, from_id, req_id, done, size);
+        }
+        if any {
+            self.flush(a);
+            let ag = &mut self.agents[a as usize];
+            if !ag.progress_armed {
+                ag.progress_armed = true;
+                self.push(self.now + PROGRESS_EVERY, Ev::Progress(a));
+            }
+        }
+    }
+
+    // ----- report -------------------------------------------------------------------------------
+
+    fn report(&mut self) -> SimReport {
+        let mut totals = self.retired.clone();
+        let mut rho_sum = 0.0;
+        let mut rho_n = 0usize;
+        for ag in &self.agents {
+            if ag.alive {
+                add_counters(&mut totals, ag.sched.counters());
+                rho_sum += ag.sched.seed_fraction();
+                rho_n += 1;
+            }
+        }
+        let mut segments = 0u64;
+        let mut unique = 0u64;
+        let mut origin = 0f64;
+        let mut obtained = 0u64;
+        let mut peer = 0u64;
+        for seq in self.count_from..=self.count_to.min(self.infos.len() as u64 - 1) {
+            if seq > self.newest_published(self.end) {
+                break;
+            }
+            segments += 1;
+            unique += self.seg_size(seq) as u64;
+            if let Some(s) = self.stats.get(seq as usize) {
+                origin += s.origin_bytes;
+                obtained += s.obtained_bytes;
+                peer += s.peer_bytes;
+            }
+        }
+        let mut st = self.startups.clone();
+        st.sort_by(|a, b| a.total_cmp(b));
+        let pct = |p: f64| -> f64 {
+            if st.is_empty() {
+                return 0.0;
+            }
+            let i = ((st.len() - 1) as f64 * p).round() as usize;
+            st.get(i).copied().unwrap_or(0.0)
+        };
+        let n = self.cfg.agents.max(1) as f64;
+        let origin_bytes = origin.round() as u64;
+        let watch = self.watch_us as f64 / 1e6;
+        let stall_s = self.stall_us as f64 / 1e6;
+        SimReport {
+            agents: self.cfg.agents,
+            segments,
+            origin_segment_bytes: origin_bytes,
+            unique_segment_bytes: unique,
+            origin_copies_per_segment: if unique > 0 {
+                origin / unique as f64
+            } else {
+                0.0
+            },
+            offload_ratio: if obtained > 0 {
+                1.0 - origin / obtained as f64
+            } else {
+                0.0
+            },
+            ideal_offload: 1.0 - 1.0 / n,
+            upload_bound: (self.upload_sum / self.created.max(1) as f64).min(1.0),
+            stalls: self.stalls,
+            stall_seconds: stall_s,
+            startup_ms_p50: pct(0.5),
+            startup_ms_p95: pct(0.95),
+            agent_cpu_percent_mean: None,
+            agent_rss_mb_max: None,
+            tracker_rss_mb: None,
+            watch_seconds: watch,
+            stall_ratio: if watch > 0.0 { stall_s / watch } else { 0.0 },
+            obtained_segment_bytes: obtained,
+            peer_segment_bytes: peer,
+            joins: self.joins,
+            leaves: self.leaves,
+            origin_fetches: OriginFetches {
+                elected: totals.origin_elected,
+                fallback: totals.origin_fallbacks,
+                hedge: totals.origin_hedges,
+                no_peers: totals.origin_no_peers,
+                other: totals.origin_fetches
+                    - totals.origin_elected
+                    - totals.origin_fallbacks
+                    - totals.origin_hedges
+                    - totals.origin_no_peers,
+            },
+            peer_requests: totals.peer_requests,
+            peer_hedges: totals.peer_hedges,
+            busy_refusals: totals.busy_sent,
+            bans: totals.bans,
+            integrity_failures: totals.integrity_failures,
+            peer_lost_transfers: totals.peer_lost,
+            player_failures: self.player_failures,
+            failed_uploaders: self.failed_uploaders,
+            seed_fraction_mean: if rho_n > 0 {
+                rho_sum / rho_n as f64
+            } else {
+                0.0
+            },
+            messages: self.messages,
+            message_bytes: self.message_bytes,
+            events: self.events,
+            peer_uploaded_bytes: self.uploaded.round() as u64,
+            upload_utilisation: if self.upload_capacity > 0.0 {
+                self.uploaded / self.upload_capacity
+            } else {
+                0.0
+            },
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! A deterministic discrete-event simulation of a live swarm, driving one real
+//! [`Scheduler`](crate::core::scheduler::Scheduler) per agent in virtual time.
+//!
+//! # Model
+//!
+//! * **Time.** A binary heap of events ordered by (virtual microsecond, insertion number); the
+//!   schedulers see `base + offset` as `now`. Same seed, same config → identical report.
+//! * **Stream.** Live, one rendition: a segment of `segment_duration_s` is published every
+//!   segment duration, size = bitrate × duration × (1 ± `size_variation`). The playlist window
+//!   holds `window_segments`. Every segment has a digest (integrity on).
+//! * **Agents.** Each polls the playlist every `poll_interval_ms` (random phase) and feeds it to
+//!   its scheduler; executes the scheduler's actions; carries one player.
+//! * **Player** (hls.js-like): on joining it loads the playlist and starts `player_latency_segments`
+//!   target durations behind the live edge, loads one fragment at a time in order, plays in real
+//!   time, stalls when the next fragment is not there, resumes when it arrives. Startup = join →
+//!   first fragment delivered.
+//! * **Peer messages** are real [`Message`](crate::core::peer_proto::Message) values delivered
+//!   after the link latency; their encoded sizes are counted (segment data as 64 KiB chunks).
+//! * **Links.** Per-agent upload and download rates are log-normal around a mean given as a
+//!   multiple of the bitrate; a transfer's rate is `min(sender upload / its uploads,
+//!   receiver download / its downloads)`, recomputed whenever a transfer starts or ends at
+//!   either end. One-way latency per agent is uniform in a range; a message's delay is the sum
+//!   of both ends'. Loss is modelled as extra delay: a message is delayed by `rto_ms` with
+//!   probability `loss`, a transfer by the expected retransmission delay of its chunks.
+//! * **Origin.** Each fetch takes `origin_latency_ms` to first byte and then flows at
+//!   `min(origin_rate_x × bitrate, receiver download share)`; aggregate origin capacity is
+//!   unbounded (a CDN).
+//! * **Tracker.** On joining and every `tracker_interval_s` an agent is connected to random live
+//!   agents until it has `degree` peers (a peer accepts up to `max_degree`); connections take
+//!   `connect_delay_ms`. The tracker's swarm size (live agents) is fed to every scheduler.
+//! * **Churn.** Departures are a Poisson process of `churn_per_min` × N per minute; each
+//!   departure is replaced by a new agent, so the population stays at N.
+//!
+//! # Report
+//!
+//! Byte figures count segments first published after `warmup_s` and at least `tail_s` before the
+//! end. `origin_copies_per_segment` = origin bytes ÷ unique bytes (partial origin transfers count);
+//! `offload_ratio` = 1 − origin bytes ÷ bytes the agents obtained. `agent_cpu_percent_mean`,
+//! `agent_rss_mb_max` and `tracker_rss_mb` are process figures that a simulation cannot measure:
+//! they are always `null` here (the emulation bench in `hivecast-bench` fills them).
+
+mod engine;
+#[cfg(test)]
+mod tests;
+
+use serde::{Deserialize, Serialize};
+
+use crate::core::scheduler::SchedulerConfig;
+
+pub use engine::run;
+
+/// Simulation parameters. Every field has a default (`#[serde(default)]`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SimConfig {
+    /// RNG seed.
+    pub seed: u64,
+    /// Concurrent agents (N).
+    pub agents: usize,
+    /// Simulated time, seconds.
+    pub duration_s: f64,
+    /// Initial agents join uniformly over this many seconds.
+    pub ramp_s: f64,
+    /// Segments published before this time are not counted.
+    pub warmup_s: f64,
+    /// Segments published in the last `tail_s` are not counted.
+    pub tail_s: f64,
+    /// Segment duration (= target duration), seconds.
+    pub segment_duration_s: f64,
+    /// Stream bitrate, bits/s.
+    pub bitrate_bps: f64,
+    /// Relative segment size variation (uniform ±).
+    pub size_variation: f64,
+    /// Segments in the live playlist.
+    pub window_segments: usize,
+    /// Agent playlist poll interval, ms.
+    pub poll_interval_ms: f64,
+    /// Player start distance from the live edge, in segments (hls.js `liveSyncDurationCount`).
+    pub player_latency_segments: usize,
+    /// Peers the tracker hands out (target connections per agent).
+    pub degree: usize,
+    /// Most connections an agent accepts.
+    pub max_degree: usize,
+    /// Connection set-up time (signalling + ICE + DTLS), ms.
+    pub connect_delay_ms: f64,
+    /// Re-announce interval, seconds.
+    pub tracker_interval_s: f64,
+    /// Mean upload rate as a multiple of the bitrate.
+    pub upload_mean_x: f64,
+    /// Log-normal sigma of upload rates.
+    pub upload_sigma: f64,
+    /// Mean download rate as a multiple of the bitrate.
+    pub download_mean_x: f64,
+    /// Log-normal sigma of download rates.
+    pub download_sigma: f64,
+    /// One-way access latency range, ms (uniform).
+    pub latency_ms_min: f64,
+    /// Upper end of the latency range, ms.
+    pub latency_ms_max: f64,
+    /// Packet loss probability (modelled as extra delay).
+    pub loss: f64,
+    /// Extra delay of a lost message, ms.
+    pub rto_ms: f64,
+    /// Origin time to first byte, ms.
+    pub origin_latency_ms: f64,
+    /// Origin per-fetch rate as a multiple of the bitrate.
+    pub origin_rate_x: f64,
+    /// Fraction of agents leaving (and being replaced) per minute.
+    pub churn_per_min: f64,
+    /// The first this many agents created upload corrupt data.
+    pub corrupt_agents: usize,
+    /// At these times (s) the live agent with the most uploads in progress leaves, without a
+    /// replacement (peers lost mid-transfer).
+    pub fail_uploaders_at_s: Vec<f64>,
+    /// Scheduler knobs.
+    pub scheduler: SimSchedulerConfig,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            seed: 1,
+            agents: 100,
+            duration_s: 600.0,
+            ramp_s: 10.0,
+            warmup_s: 30.0,
+            tail_s: 20.0,
+            segment_duration_s: 4.0,
+            bitrate_bps: 2_000_000.0,
+            size_variation: 0.2,
+            window_segments: 6,
+            poll_interval_ms: 1000.0,
+            player_latency_segments: 3,
+            degree: 20,
+            max_degree: 30,
+            connect_delay_ms: 500.0,
+            tracker_interval_s: 30.0,
+            upload_mean_x: 1.5,
+            upload_sigma: 0.5,
+            download_mean_x: 10.0,
+            download_sigma: 0.5,
+            latency_ms_min: 5.0,
+            latency_ms_max: 40.0,
+            loss: 0.01,
+            rto_ms: 200.0,
+            origin_latency_ms: 50.0,
+            origin_rate_x: 20.0,
+            churn_per_min: 0.02,
+            corrupt_agents: 0,
+            fail_uploaders_at_s: Vec::new(),
+            scheduler: SimSchedulerConfig::default(),
+        }
+    }
+}
+
+/// Scheduler knobs as the simulator exposes them (time values in ms, rates as bitrate multiples).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SimSchedulerConfig {
+    /// `fetchers` (k).
+    pub fetchers: u32,
+    /// `seed_fraction_init`.
+    pub seed_fraction_init: f64,
+    /// `seed_fraction_min`.
+    pub seed_fraction_min: f64,
+    /// `seed_fraction_max`.
+    pub seed_fraction_max: f64,
+    /// `seed_fraction_up`.
+    pub seed_fraction_up: f64,
+    /// `seed_fraction_up_scarce`.
+    pub seed_fraction_up_scarce: f64,
+    /// `seed_fraction_down`.
+    pub seed_fraction_down: f64,
+    /// `peer_wait_budget` as a multiple of the target duration.
+    pub peer_wait_factor: f64,
+    /// `player_wait_budget`, ms.
+    pub player_wait_ms: f64,
+    /// `origin_safety_margin`, ms.
+    pub origin_margin_ms: f64,
+    /// `stall_timeout`, ms.
+    pub stall_timeout_ms: f64,
+    /// `join_prefetch`.
+    pub join_prefetch: usize,
+    /// `upload_slots`.
+    pub upload_slots: usize,
+    /// `upload_rate_cap` as a multiple of the bitrate (none if absent).
+    pub upload_cap_x: Option<f64>,
+    /// `busy_backoff`, ms.
+    pub busy_backoff_ms: f64,
+    /// `max_parallel`.
+    pub max_parallel: usize,
+}
+
+impl Default for SimSchedulerConfig {
+    fn default() -> Self {
+        let d = SchedulerConfig::default();
+        SimSchedulerConfig {
+            fetchers: d.fetchers,
+            seed_fraction_init: d.seed_fraction_init,
+            seed_fraction_min: d.seed_fraction_min,
+            seed_fraction_max: d.seed_fraction_max,
+            seed_fraction_up: d.seed_fraction_up,
+            seed_fraction_up_scarce: d.seed_fraction_up_scarce,
+            seed_fraction_down: d.seed_fraction_down,
+            peer_wait_factor: 1.5,
+            player_wait_ms: d.player_wait_budget.as_secs_f64() * 1000.0,
+            origin_margin_ms: d.origin_safety_margin.as_secs_f64() * 1000.0,
+            stall_timeout_ms: d.stall_timeout.as_secs_f64() * 1000.0,
+            join_prefetch: d.join_prefetch,
+            upload_slots: d.upload_slots,
+            upload_cap_x: None,
+            busy_backoff_ms: d.busy_backoff.as_secs_f64() * 1000.0,
+            max_parallel: d.max_parallel,
+        }
+    }
+}
+
+/// Simulation results. Serialized with the keys every measurement reports.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SimReport {
+    /// N (concurrent agents).
+    pub agents: usize,
+    /// Segments counted.
+    pub segments: u64,
+    /// Segment bytes fetched from the origin (partial transfers included).
+    pub origin_segment_bytes: u64,
+    /// Bytes of the counted segments, one copy each.
+    pub unique_segment_bytes: u64,
+    /// `origin_segment_bytes / unique_segment_bytes`.
+    pub origin_copies_per_segment: f64,
+    /// `1 − origin bytes / bytes obtained by the agents`.
+    pub offload_ratio: f64,
+    /// `1 − 1/N`.
+    pub ideal_offload: f64,
+    /// `min(1, mean upload / bitrate)` over the agents created.
+    pub upload_bound: f64,
+    /// Player stalls (startup excluded) after the warm-up.
+    pub stalls: u64,
+    /// Seconds stalled after the warm-up.
+    pub stall_seconds: f64,
+    /// Median startup time, ms.
+    pub startup_ms_p50: f64,
+    /// 95th percentile startup time, ms.
+    pub startup_ms_p95: f64,
+    /// Not measurable in a simulation: always `null`.
+    pub agent_cpu_percent_mean: Option<f64>,
+    /// Not measurable in a simulation: always `null`.
+    pub agent_rss_mb_max: Option<f64>,
+    /// Not measurable in a simulation: always `null`.
+    pub tracker_rss_mb: Option<f64>,
+    /// Player seconds watched after the warm-up (stalls excluded).
+    pub watch_seconds: f64,
+    /// `stall_seconds / watch_seconds`.
+    pub stall_ratio: f64,
+    /// Bytes of counted segments the agents obtained (any source).
+    pub obtained_segment_bytes: u64,
+    /// … of which from peers.
+    pub peer_segment_bytes: u64,
+    /// Agents that joined (initial + churn).
+    pub joins: u64,
+    /// Agents that left.
+    pub leaves: u64,
+    /// Origin fetches started, by reason (all segments).
+    pub origin_fetches: OriginFetches,
+    /// Peer requests sent.
+    pub peer_requests: u64,
+    /// Peer hedges (second peer for a slow transfer).
+    pub peer_hedges: u64,
+    /// `Busy` refusals sent.
+    pub busy_refusals: u64,
+    /// Peers banned.
+    pub bans: u64,
+    /// Peer transfers that failed verification.
+    pub integrity_failures: u64,
+    /// Peer transfers lost with their peer.
+    pub peer_lost_transfers: u64,
+    /// Player requests the scheduler answered `Failed`.
+    pub player_failures: u64,
+    /// Agents removed by `fail_uploaders_at_s` while uploading.
+    pub failed_uploaders: u64,
+    /// Mean seed fraction ρ of the agents alive at the end.
+    pub seed_fraction_mean: f64,
+    /// Peer-protocol messages sent (data chunks included).
+    pub messages: u64,
+    /// Encoded bytes of those messages.
+    pub message_bytes: u64,
+    /// Events processed.
+    pub events: u64,
+    /// Bytes peers sent, partial transfers included (all segments).
+    pub peer_uploaded_bytes: u64,
+    /// `peer_uploaded_bytes` ÷ Σ upload rate × time online.
+    pub upload_utilisation: f64,
+}
+
+/// Origin fetches by reason.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct OriginFetches {
+    /// Elected seed.
+    pub elected: u64,
+    /// Deadline fallback.
+    pub fallback: u64,
+    /// Hedge of a slow peer transfer.
+    pub hedge: u64,
+    /// Player waiting and no holder.
+    pub no_peers: u64,
+    /// Retries and unverified.
+    pub other: u64,
+}

@@ -1,0 +1,157 @@
+//! Deterministic multi-agent simulations of the scheduler.
+
+use super::*;
+
+/// Small, quick scenario: full mesh of `n` agents on good links, no churn, no loss.
+fn small(n: usize) -> SimConfig {
+    SimConfig {
+        seed: 7,
+        agents: n,
+        duration_s: 90.0,
+        ramp_s: 2.0,
+        warmup_s: 20.0,
+        tail_s: 12.0,
+        degree: n.saturating_sub(1).max(1),
+        max_degree: n.max(2),
+        upload_mean_x: 4.0,
+        upload_sigma: 0.2,
+        download_sigma: 0.2,
+        loss: 0.0,
+        churn_per_min: 0.0,
+        ..SimConfig::default()
+    }
+}
+
+fn assert_sane(r: &SimReport) {
+    // Conservation: peers cannot deliver more than they sent, nor send above their capacity.
+    assert!(r.peer_uploaded_bytes >= r.peer_segment_bytes, "{r:?}");
+    assert!(r.upload_utilisation <= 1.0 + 1e-9, "{r:?}");
+    assert!(r.segments > 10, "{r:?}");
+    assert!(r.unique_segment_bytes > 0);
+    assert!(r.watch_seconds > 0.0);
+    assert!(
+        r.origin_copies_per_segment >= 0.99,
+        "every segment leaves the origin at least once: {r:?}"
+    );
+}
+
+#[test]
+fn four_agents_good_links_one_origin_copy_no_stall() {
+    let r = run(&small(4));
+    assert_sane(&r);
+    assert!(r.origin_copies_per_segment <= 1.5, "{r:?}");
+    assert_eq!(r.stalls, 0, "{r:?}");
+    assert!(r.offload_ratio > 0.6, "{r:?}");
+    assert!(r.startup_ms_p95 < 5000.0, "{r:?}");
+}
+
+#[test]
+fn same_seed_same_report_other_seed_differs() {
+    let mut cfg = small(6);
+    cfg.churn_per_min = 0.2;
+    cfg.loss = 0.02;
+    let a = run(&cfg);
+    let b = run(&cfg);
+    assert_eq!(a, b);
+    cfg.seed += 1;
+    let c = run(&cfg);
+    assert_ne!(a, c);
+}
+
+#[test]
+fn corrupt_uploader_is_banned_without_stalls() {
+    let mut cfg = small(6);
+    cfg.corrupt_agents = 1;
+    let r = run(&cfg);
+    assert_sane(&r);
+    assert!(r.integrity_failures >= 1, "{r:?}");
+    assert!(r.bans >= 1, "{r:?}");
+    // Each honest agent bans the corrupt one at most once.
+    assert!(r.bans <= 5, "{r:?}");
+    assert_eq!(r.stalls, 0, "{r:?}");
+}
+
+#[test]
+fn peer_lost_mid_transfer_falls_back_in_time() {
+    let mut cfg = small(8);
+    cfg.upload_mean_x = 2.0;
+    cfg.fail_uploaders_at_s = vec![30.0, 41.3, 52.7, 63.1];
+    let r = run(&cfg);
+    assert_sane(&r);
+    assert!(r.failed_uploaders >= 2, "{r:?}");
+    assert!(r.peer_lost_transfers >= 1, "{r:?}");
+    assert_eq!(r.stalls, 0, "{r:?}");
+}
+
+#[test]
+fn churn_keeps_playing() {
+    let mut cfg = small(20);
+    cfg.degree = 8;
+    cfg.max_degree = 12;
+    cfg.churn_per_min = 0.3;
+    cfg.upload_mean_x = 2.0;
+    cfg.upload_sigma = 0.5;
+    cfg.loss = 0.01;
+    let r = run(&cfg);
+    assert_sane(&r);
+    assert!(r.leaves >= 3, "{r:?}");
+    assert_eq!(r.joins, 20 + r.leaves);
+    assert!(r.stall_ratio < 0.01, "{r:?}");
+    assert!(r.offload_ratio > 0.3, "{r:?}");
+}
+
+#[test]
+fn upload_cap_below_bitrate_falls_back_to_origin_without_stalls() {
+    let mut cfg = small(8);
+    cfg.scheduler.upload_cap_x = Some(0.5);
+    let r = run(&cfg);
+    assert_sane(&r);
+    assert!(r.upload_bound <= 0.5 + 1e-9, "{r:?}");
+    assert!(
+        r.origin_fetches.fallback + r.origin_fetches.hedge > 0,
+        "{r:?}"
+    );
+    assert!(r.busy_refusals > 0, "{r:?}");
+    assert_eq!(r.stalls, 0, "{r:?}");
+    // The origin serves at least what upload cannot.
+    assert!(r.offload_ratio <= r.upload_bound + 0.1, "{r:?}");
+}
+
+#[test]
+fn report_has_the_contract_keys() {
+    let r = run(&small(3));
+    let v = serde_json::to_value(&r).unwrap();
+    let obj = v.as_object().unwrap();
+    for k in [
+        "agents",
+        "segments",
+        "origin_segment_bytes",
+        "unique_segment_bytes",
+        "origin_copies_per_segment",
+        "offload_ratio",
+        "ideal_offload",
+        "upload_bound",
+        "stalls",
+        "stall_seconds",
+        "startup_ms_p50",
+        "startup_ms_p95",
+        "agent_cpu_percent_mean",
+        "agent_rss_mb_max",
+        "tracker_rss_mb",
+    ] {
+        assert!(obj.contains_key(k), "missing {k}");
+    }
+    assert!(obj["agent_cpu_percent_mean"].is_null());
+    assert_eq!(r.ideal_offload, 1.0 - 1.0 / 3.0);
+}
+
+#[test]
+fn config_deserializes_with_defaults_and_rejects_unknown_keys() {
+    let c: SimConfig =
+        serde_json::from_str(r#"{"agents": 5, "scheduler": {"upload_slots": 1}}"#).unwrap();
+    assert_eq!(c.agents, 5);
+    assert_eq!(c.scheduler.upload_slots, 1);
+    assert_eq!(c.degree, SimConfig::default().degree);
+    assert!(serde_json::from_str::<SimConfig>(r#"{"agentz": 5}"#).is_err());
+    assert!(serde_json::from_str::<SimConfig>(r#"{"scheduler": {"nope": 1}}"#).is_err());
+}
