@@ -5,6 +5,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod datachannel;
 mod sim;
 mod tracker_load;
 
@@ -24,11 +25,14 @@ enum Command {
     /// Discrete-event simulation of a live swarm running the agent's own scheduler for
     /// every viewer (virtual time).
     Sim(sim::Args),
+    /// WebRTC data-channel throughput and segment transfer time vs plain TCP on loopback.
+    Datachannel(datachannel::Args),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::TrackerLoad(args) => tracker_load::run(args),
         Command::Sim(args) => sim::run(args),
+        Command::Datachannel(args) => datachannel::run(args),
     }
 }
