@@ -165,10 +165,10 @@ async fn serve_link(
                     continue;
                 };
                 for s in &m.segments {
-                    if announced.insert(s.seq) {
-                        if let Some(d) = digest_of(s.seq).and_then(|h| h.parse::<Digest>().ok()) {
-                            let _ = sender.send(enc(&Message::Have { seq: s.seq, digest: Some(d) })).await;
-                        }
+                    if announced.insert(s.seq)
+                        && let Some(d) = digest_of(s.seq).and_then(|h| h.parse::<Digest>().ok())
+                    {
+                        let _ = sender.send(enc(&Message::Have { seq: s.seq, digest: Some(d) })).await;
                     }
                 }
             }

@@ -88,11 +88,11 @@ fn collect_stderr(child: &mut Child) -> Arc<Mutex<String>> {
         let b = buf.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(err).lines().map_while(Result::ok) {
-                if let Ok(mut s) = b.lock() {
-                    if s.len() < 4 << 20 {
-                        s.push_str(&line);
-                        s.push('\n');
-                    }
+                if let Ok(mut s) = b.lock()
+                    && s.len() < 4 << 20
+                {
+                    s.push_str(&line);
+                    s.push('\n');
                 }
             }
         });
