@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{TempDir, within};
+use common::{StopOnDrop, TempDir, alive, within};
 use hivecast_demo::client::HttpClient;
 use hivecast_demo::demo::web::DemoLayout;
 use hivecast_demo::origin::OriginStats;
@@ -19,27 +19,6 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 const DEMO: &str = env!("CARGO_BIN_EXE_hivecast-demo");
-
-/// Sends SIGTERM to the demo when dropped (e.g. when an assertion fails) and waits (bounded)
-/// until it has exited, so its children are shut down by the demo instead of being orphaned
-/// by `kill_on_drop`'s SIGKILL.
-/// Disarm it (set the pid to `None`) once the demo has been reaped, so a reused pid is never
-/// signalled.
-struct StopOnDrop(Option<i32>);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        let Some(pid) = self.0 else { return };
-        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-        for _ in 0..200 {
-            // Exited = zombie (we are its parent and have not reaped it) or gone.
-            if !alive(pid) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
 
 /// Starts the demo with `args` and returns (child, page URL, stdout lines reader).
 async fn start(
@@ -79,16 +58,6 @@ async fn sigterm_and_wait(child: &mut Child) -> std::process::ExitStatus {
         .await
         .expect("demo exits within 20 s")
         .expect("wait")
-}
-
-fn alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .rsplit(')')
-            .next()
-            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
-        Err(_) => false,
-    }
 }
 
 #[tokio::test]
@@ -160,6 +129,19 @@ async fn origin_direct_serves_page_and_plays() {
                 .all(|a| a.player_url == layout.stream_url && a.stats_url.is_none())
         );
         assert!(layout.stream_url.starts_with(&layout.origin));
+        // Short stable player URLs: /play/N.m3u8 redirects to player N (1-based).
+        for n in 1..=2 {
+            let r = c
+                .get(&format!("{url}play/{n}.m3u8"), &[])
+                .await
+                .expect("redirect");
+            assert_eq!(r.status, 302);
+            assert_eq!(r.header("location"), Some(layout.stream_url.as_str()));
+        }
+        for bad in ["play/0.m3u8", "play/3.m3u8", "play/1", "play/"] {
+            let r = c.get(&format!("{url}{bad}"), &[]).await.expect("404");
+            assert_eq!(r.status, 404, "{bad}");
+        }
 
         let mut cfg = PlayerConfig::new(layout.stream_url.clone());
         cfg.max_duration = Duration::from_secs(5);
@@ -187,6 +169,14 @@ async fn origin_direct_serves_page_and_plays() {
             rest.iter().any(|l| l.contains("stopped: SIGTERM")),
             "{rest:?}"
         );
+        // After the readiness line: one line per player with its URL and the short one.
+        for n in 1..=2 {
+            let want = format!(
+                "  player-{n}: {}  (or {url}play/{n}.m3u8)",
+                layout.stream_url
+            );
+            assert!(rest.contains(&want), "{want:?} not in {rest:?}");
+        }
     })
     .await;
 }
@@ -209,15 +199,17 @@ async fn p2p_mode_with_stand_in_binaries_and_clean_shutdown() {
         std::fs::write(stats_root.join("api/stats"), stats).expect("write");
         let log = dir.path().join("calls.log");
         let pids = dir.path().join("pids");
+        let envlog = dir.path().join("env.log");
         // Stand-ins: record the command line and pids, start a grandchild, then serve a
         // directory on --listen with the demo's own `origin` subcommand.
         let script = format!(
             r#"#!/bin/sh
 echo "$(basename "$0") $*" >> {log}
+echo "$(basename "$0") $1 udp_bind=$HIVECAST_AGENT__P2P__WEBRTC__UDP_BIND mdns=$HIVECAST_AGENT__P2P__WEBRTC__MDNS" >> {envlog}
 echo $$ >> {pids}
 sleep 300 &
 echo $! >> {pids}
-if [ "$1" = publish-digests ]; then exec sleep 300; fi
+if [ "$1" = publish-digests ]; then echo '{{"version":1,"segments":{{}}}}' > "$2/index.sha256.json"; exec sleep 300; fi
 listen=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -229,6 +221,7 @@ exec {demo} origin --root {root} --listen "$listen"
 "#,
             log = log.display(),
             pids = pids.display(),
+            envlog = envlog.display(),
             demo = DEMO,
             root = stats_root.display(),
         );
@@ -248,7 +241,12 @@ exec {demo} origin --root {root} --listen "$listen"
         assert_eq!(layout.mode, "p2p");
         assert_eq!(layout.agents.len(), 2);
         let authority = layout.origin.trim_start_matches("http://");
-        for a in &layout.agents {
+        for (i, a) in layout.agents.iter().enumerate() {
+            let r = c
+                .get(&format!("{url}play/{}.m3u8", i + 1), &[])
+                .await
+                .expect("redirect");
+            assert_eq!((r.status.as_u16(), r.header("location")), (302, Some(a.player_url.as_str())));
             let stats_url = a.stats_url.as_deref().expect("stats url");
             let agent = stats_url
                 .trim_start_matches("http://")
@@ -266,7 +264,7 @@ exec {demo} origin --root {root} --listen "$listen"
         let digests: Vec<_> = lines.iter().filter(|l| l.contains("publish-digests")).collect();
         assert_eq!(digests.len(), 1, "{calls}");
         assert!(
-            digests[0].starts_with("hivecast-agent publish-digests ") && digests[0].ends_with("/origin/live --watch"),
+            digests[0].starts_with("hivecast-agent publish-digests ") && digests[0].ends_with("/origin/live --watch --interval 100ms"),
             "{calls}"
         );
         let trackers: Vec<_> = lines.iter().filter(|l| l.starts_with("hivecast-tracker ")).collect();
@@ -281,6 +279,18 @@ exec {demo} origin --root {root} --listen "$listen"
             assert!(l.contains(&format!("--stream live={}", layout.stream_url)), "{l}");
             assert!(l.contains("--admin-listen 127.0.0.1:"), "{l}");
         }
+        // Agents (only they) get loopback WebRTC and no mDNS.
+        let envs = std::fs::read_to_string(&envlog).expect("env log");
+        let agent_envs: Vec<_> = envs.lines().filter(|l| l.starts_with("hivecast-agent run ")).collect();
+        assert_eq!(agent_envs.len(), 2, "{envs}");
+        assert!(
+            agent_envs.iter().all(|l| l.ends_with("udp_bind=127.0.0.1:0 mdns=disabled")),
+            "{envs}"
+        );
+        assert!(
+            envs.lines().filter(|l| !l.starts_with("hivecast-agent run ")).all(|l| l.ends_with("udp_bind= mdns=")),
+            "{envs}"
+        );
         let recorded: Vec<i32> = std::fs::read_to_string(&pids)
             .expect("pids")
             .lines()
@@ -351,7 +361,30 @@ async fn missing_binaries_and_bad_arguments_fail_clearly() {
 
         let bin = dir.path().join("bin");
         std::fs::create_dir_all(&bin).expect("mkdir");
-        write_script(&bin.join("hivecast-agent"), "#!/bin/sh\nexec sleep 300\n");
+        // A publisher that dies before its first sidecar is reported with its log.
+        write_script(
+            &bin.join("hivecast-agent"),
+            "#!/bin/sh\necho publisher-marker >&2\nexit 5\n",
+        );
+        write_script(&bin.join("hivecast-tracker"), "#!/bin/sh\nexec sleep 300\n");
+        let out = Command::new(DEMO)
+            .args(["--listen", "127.0.0.1:0", "--grace", "1", "--bin-dir"])
+            .arg(&bin)
+            .output()
+            .await
+            .expect("run");
+        assert_eq!(out.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("publish-digests exited") && stderr.contains("publisher-marker"),
+            "{stderr}"
+        );
+
+        // The publisher's readiness is its first sidecar; the tracker then dies at once.
+        write_script(
+            &bin.join("hivecast-agent"),
+            "#!/bin/sh\nif [ \"$1\" = publish-digests ]; then echo '{}' > \"$2/index.sha256.json\"; fi\nexec sleep 300\n",
+        );
         write_script(&bin.join("hivecast-tracker"), "#!/bin/sh\nexit 7\n");
         let out = Command::new(DEMO)
             .args([
@@ -378,6 +411,79 @@ async fn missing_binaries_and_bad_arguments_fail_clearly() {
         assert_eq!(out.status.code(), Some(1));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains("tracker exited"), "{stderr}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn ctrl_c_during_startup_stops_the_children_started_so_far() {
+    within(60, async {
+        let dir = TempDir::new("demo-ctrlc");
+        let bin = dir.path().join("bin");
+        std::fs::create_dir_all(&bin).expect("mkdir");
+        let pids = dir.path().join("pids");
+        // The publisher writes its sidecar; the tracker records its pid and never listens,
+        // so the demo is still starting when it gets Ctrl-C.
+        write_script(
+            &bin.join("hivecast-agent"),
+            &format!(
+                "#!/bin/sh\necho $$ >> {pids}\nif [ \"$1\" = publish-digests ]; then echo '{{}}' > \"$2/index.sha256.json\"; fi\nexec sleep 300\n",
+                pids = pids.display()
+            ),
+        );
+        write_script(
+            &bin.join("hivecast-tracker"),
+            &format!(
+                "#!/bin/sh\necho $$ >> {pids}\nexec sleep 300\n",
+                pids = pids.display()
+            ),
+        );
+        let child = Command::new(DEMO)
+            .args(["--listen", "127.0.0.1:0", "--ready-timeout", "50", "--bin-dir"])
+            .arg(&bin)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn demo");
+        let mut guard = StopOnDrop(child.id().map(|p| p as i32));
+        // Readiness of this test: both stand-ins have started.
+        let started = loop {
+            let recorded: Vec<i32> = std::fs::read_to_string(&pids)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| l.trim().parse().ok())
+                .collect();
+            if recorded.len() == 2 {
+                break recorded;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        };
+        assert!(started.iter().all(|p| alive(*p)));
+        let pid = child.id().expect("pid") as i32;
+        kill(Pid::from_raw(pid), Signal::SIGINT).expect("SIGINT");
+        let out = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+            .await
+            .expect("demo exits within 20 s")
+            .expect("wait");
+        guard.0 = None;
+        assert!(out.status.success(), "{}", out.status);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains("hivecast-demo stopped: Ctrl-C (during startup)"),
+            "{stdout}"
+        );
+        assert!(!stdout.contains("ready"), "{stdout}");
+        let mut survivors = started;
+        for _ in 0..100 {
+            survivors.retain(|p| alive(*p));
+            if survivors.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(survivors.is_empty(), "processes survived: {survivors:?}");
     })
     .await;
 }

@@ -15,6 +15,9 @@
 
 (function () {
   const WINDOW_SECONDS = 120;
+  // The time axis grows with the page's age up to WINDOW_SECONDS, so the first minute of
+  // data fills the chart instead of a sliver at its right edge.
+  const MIN_WINDOW_SECONDS = 30;
   const RATE_WINDOW = 4;
   const COLORS = {
     origin: '#e8862a', peer: '#23a35a', upload: '#3a78d6', offload: '#8a55d0',
@@ -25,7 +28,7 @@
     layout: null,
     players: [],
     swarm: { series: [], totals: null },
-    origin: { bytes: 0, prevBytes: null, prevT: null, rate: 0 },
+    origin: { bytes: 0, raw: [], rate: 0 },
     startedAt: performance.now(),
     snapshot,
   };
@@ -44,6 +47,17 @@
     const trimZeros = (x) => String(Number(x.toFixed(2)));
     if (bits >= 1e6) return trimZeros(bits / 1e6) + ' Mbit/s';
     return (bits / 1e3).toFixed(0) + ' kbit/s';
+  }
+  // Peer ids are 20 bytes; the agent reports them as hex. Show the printable form
+  // ("-HC0001-" + 12 random characters) when there is one.
+  function fmtPeerId(id) {
+    const s = String(id);
+    if (/^([0-9a-f]{2}){20}$/i.test(s)) {
+      let out = '';
+      for (let i = 0; i < s.length; i += 2) out += String.fromCharCode(parseInt(s.slice(i, i + 2), 16));
+      if (/^[\x21-\x7e]+$/.test(out)) return out;
+    }
+    return s;
   }
   function fmtPct(x) { return Number.isFinite(x) ? (x * 100).toFixed(1) + ' %' : '–'; }
   function el(tag, cls, text) {
@@ -70,11 +84,12 @@
     const w = cssW - pad.l - pad.r;
     const h = cssH - pad.t - pad.b;
     const now = series.length ? series[series.length - 1].t : 0;
-    const t0 = now - WINDOW_SECONDS;
+    const span = Math.min(WINDOW_SECONDS, Math.max(MIN_WINDOW_SECONDS, Math.ceil(now / 10) * 10));
+    const t0 = now - span;
     let max = 0;
     for (const p of series) max = Math.max(max, p.origin, p.peer, p.upload);
     max = niceMax(max);
-    const x = (t) => pad.l + ((t - t0) / WINDOW_SECONDS) * w;
+    const x = (t) => pad.l + ((t - t0) / span) * w;
     const y = (v) => pad.t + h - (v / max) * h;
     const yPct = (f) => pad.t + h - f * h;
 
@@ -93,10 +108,11 @@
     }
     ctx.fillStyle = COLORS.text;
     ctx.textAlign = 'center';
-    for (let s = 0; s <= WINDOW_SECONDS; s += 30) {
-      ctx.fillText(s === WINDOW_SECONDS ? 'now' : '-' + (WINDOW_SECONDS - s) + 's', x(t0 + s), cssH - 4);
+    const step = span <= 40 ? 10 : span <= 80 ? 20 : 30;
+    for (let back = 0; back <= span; back += step) {
+      ctx.fillText(back === 0 ? 'now' : '-' + back + 's', x(now - back), cssH - 4);
     }
-    const visible = series.filter((p) => p.t >= t0 - 2);
+    const visible = series.filter((p) => p.t >= t0);
     if (visible.length < 2) {
       ctx.fillStyle = COLORS.text;
       ctx.fillText('collecting…', pad.l + w / 2, pad.t + h / 2);
@@ -318,7 +334,7 @@
     } else if (playing) {
       p.stateEl.textContent = 'playing'; p.stateEl.className = 'state playing';
       if (!p.statsError && !p.fatal.length) {
-        const id = s && s.peer_id ? 'peer ' + String(s.peer_id).slice(0, 12) : '';
+        const id = s && s.peer_id ? 'peer id ' + fmtPeerId(s.peer_id) : '';
         setNote(p, id, false);
       }
     } else {
@@ -332,11 +348,13 @@
     try {
       const o = await fetchJson('/demo/origin.json');
       const bytes = (o.total && Number(o.total.bytes)) || 0;
-      if (demo.origin.prevBytes !== null) {
-        demo.origin.rate = Math.max(0, bytes - demo.origin.prevBytes) / Math.max(0.001, t - demo.origin.prevT);
+      // Same RATE_WINDOW average as the per-agent rates (segments come in bursts).
+      const raw = demo.origin.raw;
+      raw.push({ t, bytes });
+      while (raw.length > 2 && raw[1].t <= t - RATE_WINDOW) raw.shift();
+      if (raw.length > 1 && t > raw[0].t) {
+        demo.origin.rate = Math.max(0, bytes - raw[0].bytes) / (t - raw[0].t);
       }
-      demo.origin.prevBytes = bytes;
-      demo.origin.prevT = t;
       demo.origin.bytes = bytes;
     } catch (_e) {
       // The demo is shutting down; keep the last figures.

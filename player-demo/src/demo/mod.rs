@@ -15,8 +15,12 @@
 //! URL directly (to try the page and the browser harness without the agent).
 //!
 //! Child command lines are templates ([`DEFAULT_AGENT_ARGS`], [`DEFAULT_TRACKER_ARGS`],
-//! [`DEFAULT_DIGESTS_ARGS`]) that can be replaced from the command line; ports are chosen by
-//! the demo (bind `127.0.0.1:0`, read, release) and readiness is "accepts TCP connections".
+//! [`DEFAULT_DIGESTS_ARGS`]) that can be replaced from the command line; agents also get
+//! [`DEFAULT_AGENT_ENV`] (WebRTC on loopback). Ports ([`plan_ports`]): with the page on a
+//! fixed port `P` (default 8080) the agents listen on `P+1..=P+N` and the origin on `P+100`,
+//! so player URLs are stable for ffplay, mpv or VLC; with the page on port 0 every port is a
+//! free one (tests). Readiness: the digest publisher has written its first sidecar; the
+//! tracker and each agent accept TCP connections.
 //! Every child runs in its own process group; Ctrl-C, `SIGTERM`, `--duration` or a panic
 //! stop all of them (see [`procs`]).
 
@@ -44,8 +48,22 @@ pub const DEFAULT_AGENT_ARGS: &str = "run --listen {listen} --admin-listen {admi
 /// Tracker command line. Placeholders: `{listen}`, `{admin}` (the admin listener is also
 /// passed as `HIVECAST_TRACKER__ADMIN__LISTEN`).
 pub const DEFAULT_TRACKER_ARGS: &str = "run --listen {listen}";
-/// Digest publisher command line. Placeholder: `{dir}` (the live output directory).
-pub const DEFAULT_DIGESTS_ARGS: &str = "publish-digests {dir} --watch";
+/// Digest publisher command line. Placeholder: `{dir}` (the live output directory). The
+/// short poll interval publishes a new segment's digest well before players ask for it.
+pub const DEFAULT_DIGESTS_ARGS: &str = "publish-digests {dir} --watch --interval 100ms";
+/// Environment every agent gets unless the variable is already set in the demo's own
+/// environment (then the inherited value wins) or given with `--agent-env`: WebRTC on
+/// loopback only (all agents run on this host), no mDNS sockets, quick re-announces so the
+/// agents find each other within seconds, and quiet WebRTC logs.
+pub const DEFAULT_AGENT_ENV: [(&str, &str); 4] = [
+    ("HIVECAST_AGENT__P2P__WEBRTC__UDP_BIND", "127.0.0.1:0"),
+    ("HIVECAST_AGENT__P2P__WEBRTC__MDNS", "disabled"),
+    ("HIVECAST_AGENT__P2P__HUNGRY_ANNOUNCE_INTERVAL", "1s"),
+    (
+        "RUST_LOG",
+        "info,webrtc=warn,webrtc_ice=warn,webrtc_sctp=warn,webrtc_dtls=warn,rtc=warn",
+    ),
+];
 
 /// Segment format of the demo stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -88,9 +106,14 @@ pub struct DemoArgs {
     /// that is removed on exit.
     #[arg(long, value_name = "DIR")]
     pub work_dir: Option<PathBuf>,
-    /// Address of the embedded origin.
-    #[arg(long, default_value = "127.0.0.1:0")]
-    pub origin_listen: SocketAddr,
+    /// Address of the embedded origin (default: 127.0.0.1, port of --listen + 100, so 8180;
+    /// a free port when --listen has port 0).
+    #[arg(long, value_name = "ADDR")]
+    pub origin_listen: Option<SocketAddr>,
+    /// Player port of agent 1; agent N listens on this + N − 1 (default: port of --listen
+    /// + 1, so 8081..; free ports when --listen has port 0). 0 = free ports.
+    #[arg(long, value_name = "PORT")]
+    pub agent_port_base: Option<u16>,
     /// Agent command-line template (see the docs for placeholders).
     #[arg(long, default_value = DEFAULT_AGENT_ARGS)]
     pub agent_args: String,
@@ -100,6 +123,10 @@ pub struct DemoArgs {
     /// Digest publisher command-line template.
     #[arg(long, default_value = DEFAULT_DIGESTS_ARGS)]
     pub digests_args: String,
+    /// Extra environment variable for every agent (KEY=VALUE); repeatable. Overrides the
+    /// built-in agent environment (loopback WebRTC, no mDNS, 1 s hungry re-announce).
+    #[arg(long = "agent-env", value_name = "KEY=VALUE", value_parser = parse_env_pair)]
+    pub agent_env: Vec<(String, String)>,
     /// Write digest sidecars from the packager instead of running `publish-digests`.
     #[arg(long)]
     pub self_digests: bool,
@@ -150,6 +177,20 @@ pub enum DemoError {
         /// The candidates tried.
         searched: String,
     },
+    /// A fixed port is taken.
+    #[error(
+        "cannot use {addr} for {what}: {source} (stop what uses it, change {option}, or pass --listen 127.0.0.1:0 for free ports everywhere)"
+    )]
+    PortInUse {
+        /// What the port was for.
+        what: String,
+        /// The address.
+        addr: SocketAddr,
+        /// The option that sets it.
+        option: String,
+        /// The bind error.
+        source: std::io::Error,
+    },
     /// File system error.
     #[error("{path}: {source}")]
     Io {
@@ -187,6 +228,35 @@ pub fn expand_template(template: &str, vars: &[(&str, String)]) -> Result<Vec<St
     Ok(out)
 }
 
+/// Parses `KEY=VALUE` (non-empty key without `=` or NUL; the value may be empty).
+pub fn parse_env_pair(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() && !k.contains('\0') && !v.contains('\0') => {
+            Ok((k.to_string(), v.to_string()))
+        }
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
+}
+
+/// The environment given to each agent: [`DEFAULT_AGENT_ENV`] minus the variables already in
+/// `inherited` (the demo's own environment, which children inherit), then `extra` (later
+/// entries win).
+pub fn agent_env(
+    inherited: impl Fn(&str) -> bool,
+    extra: &[(String, String)],
+) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = DEFAULT_AGENT_ENV
+        .iter()
+        .filter(|(k, _)| !inherited(k))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    for (k, v) in extra {
+        env.retain(|(ek, _)| ek != k);
+        env.push((k.clone(), v.clone()));
+    }
+    env
+}
+
 /// A free TCP port on 127.0.0.1 (bound and released; a race with other processes is possible
 /// but unlikely).
 pub fn free_addr() -> Result<SocketAddr, DemoError> {
@@ -198,6 +268,93 @@ pub fn free_addr() -> Result<SocketAddr, DemoError> {
         path: PathBuf::from("127.0.0.1:0"),
         source,
     })
+}
+
+/// Where the origin and the agents' player listeners go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortPlan {
+    /// The origin's listen address (port 0 = any free port).
+    pub origin: SocketAddr,
+    /// Player listener per agent: `Some` fixed address, or `None` for a free port.
+    pub agents: Vec<Option<SocketAddr>>,
+}
+
+/// Offset of the default origin port from the page's port.
+pub const ORIGIN_PORT_OFFSET: u16 = 100;
+
+/// Plans the listen addresses: explicit options win; otherwise, with a page on a fixed port
+/// `P`, the agents get `P+1..=P+N` and the origin `P+100` (stable URLs for other players);
+/// with a page on port 0, everything gets free ports.
+pub fn plan_ports(
+    page: SocketAddr,
+    agents: usize,
+    origin_listen: Option<SocketAddr>,
+    agent_port_base: Option<u16>,
+) -> Result<PortPlan, DemoError> {
+    let ip = std::net::Ipv4Addr::LOCALHOST.into();
+    let fixed = page.port() != 0;
+    let origin = match origin_listen {
+        Some(a) => a,
+        None if fixed => {
+            let port = page.port().checked_add(ORIGIN_PORT_OFFSET).ok_or_else(|| {
+                DemoError::Usage(format!(
+                    "no room for the origin port above --listen {page}; pass --origin-listen"
+                ))
+            })?;
+            SocketAddr::new(ip, port)
+        }
+        None => SocketAddr::new(ip, 0),
+    };
+    let base = match agent_port_base {
+        Some(0) => None,
+        Some(b) => Some(b),
+        None if fixed => Some(page.port().checked_add(1).ok_or_else(|| {
+            DemoError::Usage(format!(
+                "no room for agent ports above --listen {page}; pass --agent-port-base"
+            ))
+        })?),
+        None => None,
+    };
+    let agents = (0..agents)
+        .map(|i| match base {
+            None => Ok(None),
+            Some(b) => u16::try_from(i)
+                .ok()
+                .and_then(|i| b.checked_add(i))
+                .map(|port| Some(SocketAddr::new(ip, port)))
+                .ok_or_else(|| {
+                    DemoError::Usage(format!(
+                        "agent ports from {b} for {agents} agents pass 65535; pick a lower --agent-port-base"
+                    ))
+                }),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut used: Vec<u16> = agents.iter().flatten().map(SocketAddr::port).collect();
+    used.extend([page.port(), origin.port()].into_iter().filter(|p| *p != 0));
+    let n = used.len();
+    used.sort_unstable();
+    used.dedup();
+    if used.len() != n {
+        return Err(DemoError::Usage(format!(
+            "the page ({page}), the origin ({origin}) and the agent ports overlap; change --listen, --origin-listen or --agent-port-base"
+        )));
+    }
+    Ok(PortPlan { origin, agents })
+}
+
+/// Fails early, with the option to change, when a fixed port is taken.
+fn check_port_free(addr: SocketAddr, what: &str, option: &str) -> Result<(), DemoError> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    std::net::TcpListener::bind(addr)
+        .map(drop)
+        .map_err(|source| DemoError::PortInUse {
+            what: what.to_string(),
+            addr,
+            option: option.to_string(),
+            source,
+        })
 }
 
 /// Candidate locations of hls.min.js, in order.
@@ -277,6 +434,23 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
         return Err(DemoError::Usage("--agents must be between 1 and 32".into()));
     }
     let hls_js = find_hls_js(args.hls_js.as_deref())?;
+    let ports = plan_ports(
+        args.listen,
+        args.agents,
+        args.origin_listen,
+        args.agent_port_base,
+    )?;
+    // Fixed ports are checked before anything starts (the page binds last).
+    check_port_free(args.listen, "the page", "--listen")?;
+    check_port_free(ports.origin, "the origin", "--origin-listen")?;
+    if !args.origin_direct {
+        for (i, a) in ports.agents.iter().flatten().enumerate() {
+            check_port_free(*a, &format!("agent-{}", i + 1), "--agent-port-base")?;
+        }
+    }
+    // Signal handlers first: a Ctrl-C during startup must stop the children started so far
+    // instead of killing the demo and orphaning them.
+    let mut signals = StopSignals::new()?;
     let (work, temporary) = match &args.work_dir {
         Some(d) => (d.clone(), false),
         None => (
@@ -284,13 +458,114 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
             true,
         ),
     };
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| DemoError::Io { path, source }
-    };
     let logs = work.join("logs");
-    std::fs::create_dir_all(&logs).map_err(io(&logs))?;
+    std::fs::create_dir_all(&logs).map_err(|source| DemoError::Io {
+        path: logs.clone(),
+        source,
+    })?;
 
+    let mut children: Vec<Managed> = Vec::new();
+    let started = tokio::select! {
+        r = startup(&args, &ports, &hls_js, &work, &mut children) => Ok(r),
+        reason = signals.recv() => Err(reason),
+    };
+    let (reason, running, result) = match started {
+        Ok(Ok(running)) => {
+            announce(&running);
+            let reason = wait_for_stop(args.duration, &mut signals, &mut children).await;
+            (reason, Some(running), Ok(()))
+        }
+        Ok(Err(e)) => (String::from("startup failed"), None, Err(e)),
+        Err(reason) => (format!("{reason} (during startup)"), None, Ok(())),
+    };
+    tracing::info!(%reason, "shutting down");
+    // A second signal during shutdown kills everything at once.
+    let second = tokio::spawn(async move {
+        signals.recv().await;
+        procs::kill_all_groups();
+        std::process::exit(130);
+    });
+    let (live, origin) = match running {
+        Some(Running {
+            live, origin, web, ..
+        }) => {
+            web.stop().await;
+            (Some(live), Some(origin))
+        }
+        None => (None, None),
+    };
+    let statuses = procs::shutdown_all(&mut children, Duration::from_secs(args.grace)).await;
+    for (name, status) in statuses {
+        tracing::info!(%name, %status, "child stopped");
+    }
+    if let Some(live) = live
+        && let Err(e) = live.stop().await
+    {
+        tracing::warn!(error = %e, "live packager had stopped with an error");
+    }
+    if let Some(origin) = origin
+        && let Ok(origin) = Arc::try_unwrap(origin)
+    {
+        origin.stop().await;
+    }
+    second.abort();
+    if temporary {
+        let _ = std::fs::remove_dir_all(&work);
+    } else {
+        tracing::info!(dir = %work.display(), "work directory kept (logs in logs/)");
+    }
+    if result.is_ok() {
+        println!("hivecast-demo stopped: {reason}");
+    }
+    result
+}
+
+/// Ctrl-C (SIGINT) and SIGTERM, listened to from the start of the demo.
+struct StopSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn new() -> Result<StopSignals, DemoError> {
+        let install = |kind| {
+            signal(kind).map_err(|source| DemoError::Io {
+                path: PathBuf::from("<signal handler>"),
+                source,
+            })
+        };
+        Ok(StopSignals {
+            interrupt: install(SignalKind::interrupt())?,
+            terminate: install(SignalKind::terminate())?,
+        })
+    }
+
+    /// Waits for the next signal; returns its name for the `stopped:` line.
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.interrupt.recv() => "Ctrl-C",
+            _ = self.terminate.recv() => "SIGTERM",
+        }
+    }
+}
+
+/// What runs once the demo is up.
+struct Running {
+    live: crate::live::LiveHandle<LivePackager>,
+    origin: Arc<Origin>,
+    web: WebServer,
+    layout: DemoLayout,
+}
+
+/// Starts the live stream, the origin, the children (pushed to `children` as they start)
+/// and the page.
+async fn startup(
+    args: &DemoArgs,
+    ports: &PortPlan,
+    hls_js: &Path,
+    work: &Path,
+    children: &mut Vec<Managed>,
+) -> Result<Running, DemoError> {
     // Resolve binaries before starting anything.
     let bins = if args.origin_direct {
         None
@@ -315,29 +590,21 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
     let packager = LivePackager::new(live_cfg)?;
     let live = packager.spawn_realtime();
     let mut ocfg = OriginConfig::new(&origin_root);
-    ocfg.bind = args.origin_listen;
+    ocfg.bind = ports.origin;
     let origin = Arc::new(Origin::start_with(ocfg).await?);
     let stream_url = origin.url("/live/index.m3u8");
     tracing::info!(origin = %origin.base_url(), stream = %stream_url, "origin serving the live stream");
 
-    let mut children: Vec<Managed> = Vec::new();
-    let result = start_children(
-        &args,
+    let agents = start_children(
+        args,
+        ports,
         bins.as_ref(),
         &origin,
-        &stream_url,
         &live_dir,
-        &work,
-        &mut children,
+        work,
+        children,
     )
-    .await;
-    let agents = match result {
-        Ok(a) => a,
-        Err(e) => {
-            procs::shutdown_all(&mut children, Duration::from_secs(args.grace)).await;
-            return Err(e);
-        }
-    };
+    .await?;
 
     let layout = DemoLayout {
         mode: if args.origin_direct {
@@ -354,17 +621,22 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
     let stats_origin = origin.clone();
     let content = WebContent::new(
         args.web_dir.as_deref(),
-        &hls_js,
+        hls_js,
         &layout,
         Arc::new(move || serde_json::to_string(&stats_origin.stats()).unwrap_or_default()),
     )?;
-    let web = match WebServer::start(args.listen, content).await {
-        Ok(w) => w,
-        Err(e) => {
-            procs::shutdown_all(&mut children, Duration::from_secs(args.grace)).await;
-            return Err(e.into());
-        }
-    };
+    let web = WebServer::start(args.listen, content).await?;
+    Ok(Running {
+        live,
+        origin,
+        web,
+        layout,
+    })
+}
+
+/// Prints the readiness line and one line per player URL on stdout.
+fn announce(running: &Running) {
+    let (web, layout) = (&running.web, &running.layout);
     println!(
         "hivecast-demo ready: http://{}/ mode={} origin={} players={}",
         web.addr(),
@@ -372,55 +644,33 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
         layout.origin,
         layout.agents.len()
     );
-    for a in &layout.agents {
+    // Player URLs for other players (ffplay, mpv, VLC): the agent URL, and the short
+    // redirect on the page's listener.
+    for (i, a) in layout.agents.iter().enumerate() {
+        println!(
+            "  {}: {}  (or http://{}{})",
+            a.name,
+            a.player_url,
+            web.addr(),
+            web::play_path(i + 1)
+        );
         tracing::info!(name = %a.name, player = %a.player_url, stats = ?a.stats_url, "player");
     }
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
-
-    let reason = wait_for_stop(args.duration, &mut children).await;
-    tracing::info!(%reason, "shutting down");
-    // A second signal during shutdown kills everything at once.
-    let second = tokio::spawn(async {
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            procs::kill_all_groups();
-            std::process::exit(130);
-        }
-    });
-    web.stop().await;
-    let statuses = procs::shutdown_all(&mut children, Duration::from_secs(args.grace)).await;
-    for (name, status) in statuses {
-        tracing::info!(%name, %status, "child stopped");
-    }
-    if let Err(e) = live.stop().await {
-        tracing::warn!(error = %e, "live packager had stopped with an error");
-    }
-    if let Ok(origin) = Arc::try_unwrap(origin) {
-        origin.stop().await;
-    }
-    second.abort();
-    if temporary {
-        let _ = std::fs::remove_dir_all(&work);
-    } else {
-        tracing::info!(dir = %work.display(), "work directory kept (logs in logs/)");
-    }
-    println!("hivecast-demo stopped: {reason}");
-    Ok(())
 }
 
 async fn start_children(
     args: &DemoArgs,
+    ports: &PortPlan,
     bins: Option<&(PathBuf, PathBuf)>,
     origin: &Origin,
-    stream_url: &str,
     live_dir: &Path,
     work: &Path,
     children: &mut Vec<Managed>,
 ) -> Result<Vec<AgentEntry>, DemoError> {
+    let stream_url = origin.url("/live/index.m3u8");
+    let stream_url = stream_url.as_str();
     let logs = work.join("logs");
     let ready = Duration::from_secs(args.ready_timeout);
     let Some((agent_bin, tracker_bin)) = bins else {
@@ -439,13 +689,19 @@ async fn start_children(
             &args.digests_args,
             &[("dir", live_dir.display().to_string())],
         )?;
-        children.push(Managed::spawn(
+        let mut publisher = Managed::spawn(
             "publish-digests",
             agent_bin,
             &a,
             &[],
             &logs.join("publish-digests.log"),
-        )?);
+        )?;
+        // Agents started before the first sidecar exists would see a stream without
+        // digests; readiness of the publisher = its first sidecar.
+        let sidecar = crate::digest::sidecar_path(&live_dir.join("index.m3u8"));
+        let r = publisher.wait_for_file(&sidecar, ready).await;
+        children.push(publisher);
+        r?;
     }
 
     let t_listen = free_addr()?;
@@ -468,9 +724,13 @@ async fn start_children(
     let tracker_url = format!("ws://{t_listen}/announce");
     tracing::info!(%tracker_url, "tracker ready");
 
+    let env = agent_env(|k| std::env::var_os(k).is_some(), &args.agent_env);
     let mut entries = Vec::new();
     for i in 0..args.agents {
-        let listen = free_addr()?;
+        let listen = match ports.agents.get(i).copied().flatten() {
+            Some(fixed) => fixed,
+            None => free_addr()?,
+        };
         let admin = free_addr()?;
         let agent_work = work.join(format!("agent-{}", i + 1));
         std::fs::create_dir_all(&agent_work).map_err(|source| DemoError::Io {
@@ -490,8 +750,13 @@ async fn start_children(
             ],
         )?;
         let name = format!("agent-{}", i + 1);
-        let mut child =
-            Managed::spawn(&name, agent_bin, &a, &[], &logs.join(format!("{name}.log")))?;
+        let mut child = Managed::spawn(
+            &name,
+            agent_bin,
+            &a,
+            &env,
+            &logs.join(format!("{name}.log")),
+        )?;
         let r = child.wait_listening(listen, ready).await;
         children.push(child);
         r?;
@@ -506,18 +771,17 @@ async fn start_children(
 }
 
 /// Waits for Ctrl-C, SIGTERM or the duration; logs children that exit on their own.
-async fn wait_for_stop(duration: Option<u64>, children: &mut [Managed]) -> String {
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => return format!("cannot install SIGTERM handler: {e}"),
-    };
+async fn wait_for_stop(
+    duration: Option<u64>,
+    signals: &mut StopSignals,
+    children: &mut [Managed],
+) -> String {
     let until = duration.map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut reported = vec![false; children.len()];
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => return "Ctrl-C".into(),
-            _ = term.recv() => return "SIGTERM".into(),
+            reason = signals.recv() => return reason.into(),
             _ = async {
                 match until {
                     Some(t) => tokio::time::sleep_until(t).await,
@@ -586,6 +850,113 @@ mod tests {
         )
         .expect("defaults expand");
         assert_eq!(d[0], "run");
+    }
+
+    #[test]
+    fn agent_env_defaults_inheritance_and_overrides() {
+        let all = agent_env(|_| false, &[]);
+        assert_eq!(all.len(), DEFAULT_AGENT_ENV.len());
+        assert!(all.contains(&(
+            "HIVECAST_AGENT__P2P__WEBRTC__UDP_BIND".into(),
+            "127.0.0.1:0".into()
+        )));
+        // An inherited variable is not overridden by the default.
+        let inherited = agent_env(|k| k == "RUST_LOG", &[]);
+        assert!(inherited.iter().all(|(k, _)| k != "RUST_LOG"));
+        // --agent-env replaces a default and adds new ones; the last one wins.
+        let extra = [
+            (
+                "HIVECAST_AGENT__P2P__HUNGRY_ANNOUNCE_INTERVAL".to_string(),
+                "2s".to_string(),
+            ),
+            ("X".to_string(), "1".to_string()),
+            ("X".to_string(), "2".to_string()),
+        ];
+        let env = agent_env(|_| false, &extra);
+        let get = |k: &str| {
+            env.iter()
+                .filter(|(ek, _)| ek == k)
+                .map(|(_, v)| v.as_str())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(get("HIVECAST_AGENT__P2P__HUNGRY_ANNOUNCE_INTERVAL"), ["2s"]);
+        assert_eq!(get("X"), ["2"]);
+    }
+
+    #[test]
+    fn env_pairs_parse_or_fail_clearly() {
+        assert_eq!(
+            parse_env_pair("A=b=c"),
+            Ok(("A".to_string(), "b=c".to_string()))
+        );
+        assert_eq!(parse_env_pair("A="), Ok(("A".to_string(), String::new())));
+        for bad in ["", "=x", "novalue", "A\0=b"] {
+            let e = parse_env_pair(bad).expect_err(bad);
+            assert!(e.contains("KEY=VALUE"), "{e}");
+        }
+    }
+
+    #[test]
+    fn port_plans() {
+        let a = |s: &str| -> SocketAddr { s.parse().expect("addr") };
+        // Fixed page port: stable neighbours.
+        let p = plan_ports(a("127.0.0.1:8080"), 4, None, None).expect("plan");
+        assert_eq!(p.origin, a("127.0.0.1:8180"));
+        assert_eq!(
+            p.agents,
+            ["8081", "8082", "8083", "8084"]
+                .iter()
+                .map(|port| Some(a(&format!("127.0.0.1:{port}"))))
+                .collect::<Vec<_>>()
+        );
+        // Page on port 0: free ports everywhere.
+        let p = plan_ports(a("127.0.0.1:0"), 2, None, None).expect("plan");
+        assert_eq!(p.origin.port(), 0);
+        assert_eq!(p.agents, [None, None]);
+        // Explicit options win; base 0 = free ports.
+        let p =
+            plan_ports(a("127.0.0.1:8080"), 2, Some(a("127.0.0.1:9000")), Some(0)).expect("plan");
+        assert_eq!(
+            (p.origin, p.agents),
+            (a("127.0.0.1:9000"), vec![None, None])
+        );
+        let p = plan_ports(a("127.0.0.1:0"), 2, None, Some(7000)).expect("plan");
+        assert_eq!(
+            p.agents,
+            [Some(a("127.0.0.1:7000")), Some(a("127.0.0.1:7001"))]
+        );
+        // Errors: overlaps and overflow.
+        for (page, agents, origin, base) in [
+            ("127.0.0.1:8080", 4, Some("127.0.0.1:8082"), None),
+            ("127.0.0.1:8080", 4, None, Some(8077)),
+            ("127.0.0.1:65500", 1, None, None),
+            ("127.0.0.1:65535", 1, Some("127.0.0.1:1000"), None),
+            ("127.0.0.1:0", 3, None, Some(65534)),
+        ] {
+            let r = plan_ports(a(page), agents, origin.map(a), base);
+            assert!(
+                matches!(r, Err(DemoError::Usage(_))),
+                "{page} {agents} {origin:?} {base:?}: {r:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn taken_ports_are_reported_with_the_option() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = l.local_addr().expect("addr");
+        let e = check_port_free(addr, "agent-1", "--agent-port-base").expect_err("taken");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("agent-1") && msg.contains("--agent-port-base"),
+            "{msg}"
+        );
+        drop(l);
+        assert!(check_port_free(a0(), "x", "y").is_ok());
+    }
+
+    fn a0() -> SocketAddr {
+        "127.0.0.1:0".parse().expect("addr")
     }
 
     #[test]

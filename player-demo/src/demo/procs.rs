@@ -60,6 +60,30 @@ pub enum ProcError {
         /// End of its log.
         log_tail: String,
     },
+    /// The child exited before writing the file it is expected to write.
+    #[error("{name} exited ({status}) before writing {path}; last log lines:\n{log_tail}")]
+    ExitedBeforeFile {
+        /// Display name.
+        name: String,
+        /// Expected file.
+        path: PathBuf,
+        /// Exit status.
+        status: String,
+        /// End of its log.
+        log_tail: String,
+    },
+    /// The child did not write the expected file in time.
+    #[error("{name} did not write {path} within {timeout:?}; last log lines:\n{log_tail}")]
+    NoFile {
+        /// Display name.
+        name: String,
+        /// Expected file.
+        path: PathBuf,
+        /// The limit.
+        timeout: Duration,
+        /// End of its log.
+        log_tail: String,
+    },
     /// The child did not listen in time.
     #[error("{name} did not listen on {addr} within {timeout:?}; last log lines:\n{log_tail}")]
     NotReady {
@@ -260,6 +284,34 @@ impl Managed {
                 }
                 _ = tokio::time::sleep(Duration::from_millis(50)) => {}
             }
+        }
+    }
+
+    /// Waits until `path` exists (checked every 50 ms, bounded by `timeout`), failing at once
+    /// if the child exits first.
+    pub async fn wait_for_file(&mut self, path: &Path, timeout: Duration) -> Result<(), ProcError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if path.exists() {
+                return Ok(());
+            }
+            if let Some(status) = self.try_exited() {
+                return Err(ProcError::ExitedBeforeFile {
+                    name: self.name.clone(),
+                    path: path.to_path_buf(),
+                    status: status.to_string(),
+                    log_tail: log_tail(&self.log, 20),
+                });
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ProcError::NoFile {
+                    name: self.name.clone(),
+                    path: path.to_path_buf(),
+                    timeout,
+                    log_tail: log_tail(&self.log, 20),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
@@ -464,6 +516,57 @@ mod tests {
         )
         .expect_err("must fail");
         assert!(matches!(err, ProcError::Log { .. }), "{err}");
+        std::fs::remove_dir_all(&d).expect("cleanup");
+    }
+
+    #[tokio::test]
+    async fn waits_for_a_file_or_reports_exit_and_timeout() {
+        let _serial = SERIAL.lock().await;
+        let d = scratch("file");
+        let target = d.join("ready.json");
+        let mut writer = Managed::spawn(
+            "writer",
+            Path::new("/bin/sh"),
+            &[
+                "-c".to_string(),
+                format!("sleep 0.2; echo {{}} > {}; sleep 30", target.display()),
+            ],
+            &[],
+            &d.join("log"),
+        )
+        .expect("spawn");
+        writer
+            .wait_for_file(&target, Duration::from_secs(10))
+            .await
+            .expect("file appears");
+        let mut quitter = Managed::spawn(
+            "quitter",
+            Path::new("/bin/sh"),
+            &[
+                "-c".to_string(),
+                "echo no-file-marker >&2; exit 2".to_string(),
+            ],
+            &[],
+            &d.join("log2"),
+        )
+        .expect("spawn");
+        let err = quitter
+            .wait_for_file(&d.join("never"), Duration::from_secs(10))
+            .await
+            .expect_err("exits first");
+        match &err {
+            ProcError::ExitedBeforeFile { log_tail, .. } => {
+                assert!(log_tail.contains("no-file-marker"), "{err}")
+            }
+            other => panic!("unexpected {other}"),
+        }
+        let err = writer
+            .wait_for_file(&d.join("never"), Duration::from_millis(200))
+            .await
+            .expect_err("times out");
+        assert!(matches!(err, ProcError::NoFile { .. }), "{err}");
+        let mut all = vec![writer, quitter];
+        shutdown_all(&mut all, Duration::from_secs(5)).await;
         std::fs::remove_dir_all(&d).expect("cleanup");
     }
 

@@ -6,6 +6,7 @@
 //! | `/vendor/hls.min.js` | hls.js from the npm package (read at start; no CDN) |
 //! | `/demo/agents.json` | [`DemoLayout`]: mode, origin, one entry per player |
 //! | `/demo/origin.json` | the test origin's counters ([`crate::origin::OriginStats`]) right now |
+//! | `/play/{n}.m3u8` | `302` to player `n`'s URL (1-based), a short stable URL for ffplay, mpv, VLC |
 //!
 //! Everything else is `404`; methods other than `GET`/`HEAD` are `405`.
 
@@ -70,6 +71,7 @@ pub struct AgentEntry {
 #[derive(Clone)]
 pub struct WebContent {
     files: Arc<HashMap<String, (&'static str, Bytes)>>,
+    redirects: Arc<HashMap<String, HeaderValue>>,
     origin_stats: Arc<dyn Fn() -> String + Send + Sync>,
 }
 
@@ -144,11 +146,26 @@ impl WebContent {
             "/demo/agents.json".into(),
             ("application/json", Bytes::from(layout_json)),
         );
+        let redirects = layout
+            .agents
+            .iter()
+            .enumerate()
+            .filter_map(|(i, a)| {
+                let location = HeaderValue::from_str(&a.player_url).ok()?;
+                Some((play_path(i + 1), location))
+            })
+            .collect();
         Ok(WebContent {
             files: Arc::new(files),
+            redirects: Arc::new(redirects),
             origin_stats,
         })
     }
+}
+
+/// Path of the redirect to player `n` (1-based): `/play/{n}.m3u8`.
+pub fn play_path(n: usize) -> String {
+    format!("/play/{n}.m3u8")
 }
 
 /// The running web server. Dropping it stops it.
@@ -231,6 +248,12 @@ fn handle(content: &WebContent, req: Request<Incoming>) -> Response<ResponseBody
         return text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
     }
     let path = req.uri().path();
+    if let Some(location) = content.redirects.get(path) {
+        let mut resp = text(StatusCode::FOUND, "found");
+        resp.headers_mut()
+            .insert(header::LOCATION, location.clone());
+        return resp;
+    }
     let (ct, body) = if path == "/demo/origin.json" {
         ("application/json", Bytes::from((content.origin_stats)()))
     } else if let Some((ct, body)) = content.files.get(path) {

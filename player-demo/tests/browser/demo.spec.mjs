@@ -14,7 +14,8 @@
 //   --expect-peers       require at least one agent with peer bytes > 0 [EXPECT_PEERS=1]
 //   --min-advance SECS   each player's currentTime must advance this much (default 10)
 //   --timeout SECS       overall limit for the playback checks (default 90)
-//   --artifacts DIR      screenshot + snapshot output (default <repo>/artifacts/browser) [ARTIFACTS_DIR]
+//   --artifacts DIR      screenshot + snapshot output [ARTIFACTS_DIR]
+//                        (default $CARGO_TARGET_DIR/artifacts, else <repo>/target/artifacts)
 //   --chromium PATH      browser binary (default /usr/bin/chromium) [CHROMIUM]
 //
 // Checks: the page loads; every player's currentTime advances >= min-advance seconds; no
@@ -41,7 +42,8 @@ function parseArgs(argv) {
     expectPeers: process.env.EXPECT_PEERS === '1',
     minAdvance: 10,
     timeout: 90,
-    artifacts: process.env.ARTIFACTS_DIR || path.join(repo, 'artifacts', 'browser'),
+    artifacts: process.env.ARTIFACTS_DIR
+      || path.join(process.env.CARGO_TARGET_DIR || path.join(repo, 'target'), 'artifacts'),
     chromium: process.env.CHROMIUM || '/usr/bin/chromium',
   };
   for (let i = 0; i < argv.length; i++) {
@@ -200,6 +202,8 @@ async function main() {
       check(`${p.name} has no fatal hls.js error`, p.fatal.length === 0, p.fatal.join(', '));
       if (o.mode === 'p2p') {
         check(`${p.name} agent stats reachable`, !!p.stats && !p.statsError, p.statsError || '');
+        check(`${p.name} agent reports no integrity failures`, !!p.stats && p.stats.integrity === 0,
+          p.stats ? `${p.stats.integrity} failures` : 'no stats');
       }
     });
     check('no uncaught page errors', pageErrors.length === 0, pageErrors.join(' | '));
