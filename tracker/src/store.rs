@@ -4,7 +4,7 @@
 //! Every operation on the registry takes microseconds and never awaits while holding
 //! the lock, so a single lock serves one process well (the benchmark figures in the
 //! report come from this design). Scale-out across processes (a Redis or NATS
-//! backplane, DESIGN.md pattern 2) is not implemented; shard swarms across tracker
+//! backplane, DESIGN.md pattern 2) does not exist yet; shard swarms across tracker
 //! instances by `info_hash` instead (pattern 1).
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
