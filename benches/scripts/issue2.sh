@@ -209,28 +209,37 @@ EOF
     origin_before=$(metric "$AGENT_ADMIN" hivecast_agent_origin_requests_total)
 
     RESULTS=$WORK/serve.tsv
-    run_wrk() { # run_wrk NAME BASEURL PREFIX
-        local out
+    HZ=$(getconf CLK_TCK)
+    # utime + stime of a process, in clock ticks (fields 14 and 15 of /proc/PID/stat).
+    cpu_ticks() { sed -E 's/.*\) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
+    NGX_WORKER=$(awk '{ print $1 }' "/proc/$NGX_PID/task/$NGX_PID/children")
+    [ -n "$NGX_WORKER" ] || die "no nginx worker process found"
+    run_wrk() { # run_wrk NAME SERVER_PID BASEURL PREFIX
+        local out t0 t1
+        t0=$(cpu_ticks "$2")
         out=$(taskset -c "$CLIENT_CPU" timeout 120 wrk -t"$WRK_THREADS" -c"$CONNS" -d"$DURATION" \
-            -s "$WORK/rotate.lua" "$2" -- "$3" "$SEGMENTS" 2>&1) || die "wrk failed: $out"
+            -s "$WORK/rotate.lua" "$3" -- "$4" "$SEGMENTS" 2>&1) || die "wrk failed: $out"
+        t1=$(cpu_ticks "$2")
         local r
         r=$(grep '^RESULT' <<<"$out") || die "no wrk result: $out"
-        echo "$1 $r" | awk '{
+        echo "$1 $r" | awk -v ticks=$((t1 - t0)) -v hz="$HZ" '{
             for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
             s = v["duration_us"] / 1e6
-            printf "%s\t%.1f\t%.1f\t%.2f\t%.2f\t%d\n", $1, v["requests"] / s, v["bytes"] / s / 1e6,
-                v["p50_us"] / 1000, v["p99_us"] / 1000, v["errors"]
+            cpu = ticks / hz
+            printf "%s\t%.1f\t%.1f\t%.2f\t%.2f\t%d\t%.0f\t%.1f\n", $1, v["requests"] / s, v["bytes"] / s / 1e6,
+                v["p50_us"] / 1000, v["p99_us"] / 1000, v["errors"], 100 * cpu / s,
+                (v["requests"] > 0 ? 1e6 * cpu / v["requests"] : 0)
         }' >>"$RESULTS"
         log "$(tail -1 "$RESULTS")"
     }
     for r in $(seq 1 "$ROUNDS"); do
         # Alternate the order so drift in machine load does not favour one server.
         if [ $((r % 2)) = 1 ]; then
-            run_wrk nginx "http://127.0.0.1:$NGX_PORT" /
-            run_wrk agent "http://$AGENT_LISTEN" "$MIRROR"
+            run_wrk nginx "$NGX_WORKER" "http://127.0.0.1:$NGX_PORT" /
+            run_wrk agent "$SERVE_PID" "http://$AGENT_LISTEN" "$MIRROR"
         else
-            run_wrk agent "http://$AGENT_LISTEN" "$MIRROR"
-            run_wrk nginx "http://127.0.0.1:$NGX_PORT" /
+            run_wrk agent "$SERVE_PID" "http://$AGENT_LISTEN" "$MIRROR"
+            run_wrk nginx "$NGX_WORKER" "http://127.0.0.1:$NGX_PORT" /
         fi
     done
     origin_after=$(metric "$AGENT_ADMIN" hivecast_agent_origin_requests_total)
@@ -241,14 +250,15 @@ EOF
         echo "$SEGMENTS files of $SEG_BYTES bytes (random, \`.ts\`), \`wrk -t$WRK_THREADS -c$CONNS -d$DURATION\` on core $CLIENT_CPU" \
             "rotating through them; server on core $SERVER_CPU (nginx: 1 worker, sendfile; agent: release build," \
             "\`TOKIO_WORKER_THREADS=1\`, cache warmed). Rounds alternate the order. Origin requests by the" \
-            "agent during the wrk runs: $((origin_after - origin_before)) (all cache hits)."
+            "agent during the wrk runs: $((origin_after - origin_before)) (all cache hits). Server CPU = utime + stime" \
+            "of the nginx worker / agent process over the run (/proc/PID/stat); 100 % = the server's core saturated."
         echo
-        echo "| round | server | req/s | MB/s | p50 ms | p99 ms | errors |"
-        echo "|---|---|---:|---:|---:|---:|---:|"
-        awk -F'\t' '{ r = int((NR + 1) / 2); printf "| %d | %s | %s | %s | %s | %s | %s |\n", r, $1, $2, $3, $4, $5, $6 }' "$RESULTS"
+        echo "| round | server | req/s | MB/s | p50 ms | p99 ms | errors | server CPU % | server CPU µs/req |"
+        echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
+        awk -F'\t' '{ r = int((NR + 1) / 2); printf "| %d | %s | %s | %s | %s | %s | %s | %s | %s |\n", r, $1, $2, $3, $4, $5, $6, $7, $8 }' "$RESULTS"
         echo
         awk -F'\t' '
-            { if ($1 == "nginx") n[++a] = $2; else g[++b] = $2 }
+            { if ($1 == "nginx") { n[++a] = $2; nc[a] = $8 } else { g[++b] = $2; gc[b] = $8 } }
             function median(x, k,   i, j, t) {
                 for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (x[j] < x[i]) { t = x[i]; x[i] = x[j]; x[j] = t }
                 return (k % 2) ? x[(k + 1) / 2] : (x[k / 2] + x[k / 2 + 1]) / 2
@@ -258,6 +268,8 @@ EOF
                 s = ""; for (i = 1; i <= a; i++) s = s sprintf("%s%.2f", (i > 1 ? ", " : ""), q[i])
                 printf "**Ratio agent/nginx (req/s): median of per-round ratios %.2f** (rounds: %s);" \
                     " medians %.0f vs %.0f req/s. Accept >= 0.9, goal 1.2.\n", median(q, a), s, median(g, b), median(n, a)
+                for (i = 1; i <= a; i++) c[i] = (gc[i] > 0 ? nc[i] / gc[i] : 0)
+                printf "\nCPU efficiency, nginx µs/req ÷ agent µs/req (higher = agent cheaper): median %.2f.\n", median(c, a)
             }' "$RESULTS"
         echo
     } >>"$REPORT"
