@@ -108,7 +108,7 @@ impl Swarm {
         let mut cfg = LiveConfig::new(fx.path(fixtures::LIVE_SOURCE_TS), &live_dir);
         cfg.window = 6;
         let packager = LivePackager::new(cfg).expect("live packager");
-        let publisher = publish_digests(&live_dir);
+        let publisher = support::procs::spawn_publish_digests(&live_dir);
         let live = packager.spawn_realtime();
         let sidecar = live_dir.join("index.sha256.json");
         tokio::time::timeout(Duration::from_secs(10), async {
@@ -221,21 +221,6 @@ impl Swarm {
             a.proc_.terminate();
         }
         self.tracker.proc_.terminate();
-    }
-}
-
-fn publish_digests(dir: &Path) -> Proc {
-    let child = Command::new(support::procs::AGENT_BIN)
-        .args(["publish-digests", "--watch", "--interval", "100ms"])
-        .arg(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn publish-digests");
-    Proc {
-        child,
-        stderr: Default::default(),
     }
 }
 

@@ -4,8 +4,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use hivecast_demo::fixtures::{self, Fixtures};
@@ -41,7 +40,7 @@ async fn live_origin(tag: &str, with_digests: bool) -> LiveOrigin {
     cfg.window = 6;
     let packager = LivePackager::new(cfg).expect("live packager");
     let digests = packager.digests();
-    let publisher = with_digests.then(|| publish_digests(&dir.join("live")));
+    let publisher = with_digests.then(|| support::procs::spawn_publish_digests(&dir.join("live")));
     let live = packager.spawn_realtime();
     if with_digests {
         // Readiness: the first sidecar exists.
@@ -62,20 +61,6 @@ async fn live_origin(tag: &str, with_digests: bool) -> LiveOrigin {
         _publisher: publisher,
         dir,
     }
-}
-
-fn publish_digests(dir: &Path) -> Proc {
-    let mut child = Command::new(support::procs::AGENT_BIN)
-        .args(["publish-digests", "--watch", "--interval", "100ms"])
-        .arg(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("publish-digests");
-    let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let _ = child.stdin.take();
-    Proc { child, stderr }
 }
 
 fn live_url(agent: &AgentProc, origin: &Origin) -> String {

@@ -3,24 +3,6 @@
 
 use std::process::Command;
 
-const KEYS: [&str; 15] = [
-    "agents",
-    "segments",
-    "origin_segment_bytes",
-    "unique_segment_bytes",
-    "origin_copies_per_segment",
-    "offload_ratio",
-    "ideal_offload",
-    "upload_bound",
-    "stalls",
-    "stall_seconds",
-    "startup_ms_p50",
-    "startup_ms_p95",
-    "agent_cpu_percent_mean",
-    "agent_rss_mb_max",
-    "tracker_rss_mb",
-];
-
 #[test]
 fn short_simulation_reports_every_key() {
     let dir = std::env::temp_dir().join(format!("hivecast-sim-smoke-{}", std::process::id()));
@@ -47,7 +29,7 @@ fn short_simulation_reports_every_key() {
     );
     let v: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&json).expect("report")).expect("json");
-    for k in KEYS {
+    for k in hivecast_agent::sim::REPORT_KEYS {
         assert!(v.get(k).is_some(), "missing key {k}");
     }
     assert_eq!(v["agents"].as_u64(), Some(30));

@@ -49,6 +49,26 @@ use crate::core::scheduler::SchedulerConfig;
 
 pub use engine::run;
 
+/// The report keys every swarm benchmark writes (simulation and emulation alike); dashboards
+/// and the benchmark table read these names.
+pub const REPORT_KEYS: [&str; 15] = [
+    "agents",
+    "segments",
+    "origin_segment_bytes",
+    "unique_segment_bytes",
+    "origin_copies_per_segment",
+    "offload_ratio",
+    "ideal_offload",
+    "upload_bound",
+    "stalls",
+    "stall_seconds",
+    "startup_ms_p50",
+    "startup_ms_p95",
+    "agent_cpu_percent_mean",
+    "agent_rss_mb_max",
+    "tracker_rss_mb",
+];
+
 /// Simulation parameters. Every field has a default (`#[serde(default)]`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

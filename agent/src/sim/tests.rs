@@ -122,23 +122,7 @@ fn report_has_the_contract_keys() {
     let r = run(&small(3));
     let v = serde_json::to_value(&r).unwrap();
     let obj = v.as_object().unwrap();
-    for k in [
-        "agents",
-        "segments",
-        "origin_segment_bytes",
-        "unique_segment_bytes",
-        "origin_copies_per_segment",
-        "offload_ratio",
-        "ideal_offload",
-        "upload_bound",
-        "stalls",
-        "stall_seconds",
-        "startup_ms_p50",
-        "startup_ms_p95",
-        "agent_cpu_percent_mean",
-        "agent_rss_mb_max",
-        "tracker_rss_mb",
-    ] {
+    for k in super::REPORT_KEYS {
         assert!(obj.contains_key(k), "missing {k}");
     }
     assert!(obj["agent_cpu_percent_mean"].is_null());

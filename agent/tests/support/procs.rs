@@ -212,3 +212,19 @@ pub fn metric(text: &str, name: &str, labels: &str) -> f64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+
+/// Runs `hivecast-agent publish-digests DIR --watch` (100 ms scans), killed on drop.
+pub fn spawn_publish_digests(dir: &Path) -> Proc {
+    let child = Command::new(AGENT_BIN)
+        .args(["publish-digests", "--watch", "--interval", "100ms"])
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn publish-digests");
+    Proc {
+        child,
+        stderr: Default::default(),
+    }
+}
