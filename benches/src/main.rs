@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod datachannel;
 mod sim;
+mod swarm;
 mod tracker_load;
 
 /// hivecast benchmarks and load generators.
@@ -25,6 +26,9 @@ enum Command {
     /// Discrete-event simulation of a live swarm running the agent's own scheduler for
     /// every viewer (virtual time).
     Sim(sim::Args),
+    /// A whole swarm from real processes on this machine: origin with a synthetic live
+    /// stream, tracker, N agents, N paced players; optional churn and upload cap.
+    Swarm(swarm::Args),
     /// WebRTC data-channel throughput and segment transfer time vs plain TCP on loopback.
     Datachannel(datachannel::Args),
 }
@@ -33,6 +37,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::TrackerLoad(args) => tracker_load::run(args),
         Command::Sim(args) => sim::run(args),
+        Command::Swarm(args) => swarm::run(args),
         Command::Datachannel(args) => datachannel::run(args),
     }
 }

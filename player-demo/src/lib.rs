@@ -9,6 +9,7 @@
 //! | [`player`] | paced HLS player: plays a playlist in real time, reports stalls and digests |
 //! | [`client`] | minimal pooled plain-HTTP client used by the player and tests |
 //! | [`playlist`] | small typed reader for media and multivariant playlists |
+//! | [`prom`] | sums of series from a Prometheus text page |
 //! | [`digest`] | the `index.sha256.json` digest sidecar format |
 //! | [`demo`] | the one-command demo: child processes, web server for the page |
 //!
@@ -49,4 +50,5 @@ pub mod live;
 pub mod origin;
 pub mod player;
 pub mod playlist;
+pub mod prom;
 mod timefmt;

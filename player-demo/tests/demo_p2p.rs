@@ -54,59 +54,13 @@ fn profile_dir() -> PathBuf {
 /// with cargo (same target dir and profile) if either is missing.
 async fn p2p_bin_dir() -> PathBuf {
     let dir = profile_dir();
-    let have =
-        |d: &Path| d.join("hivecast-agent").is_file() && d.join("hivecast-tracker").is_file();
-    if have(&dir) {
-        return dir;
-    }
-    let target = dir.parent().expect("target directory");
-    assert!(
-        target.join("CACHEDIR.TAG").is_file(),
-        "{} is not a cargo target directory; build the binaries yourself: cargo build -p hivecast-agent -p hivecast-tracker",
-        target.display()
-    );
-    let profile = match dir.file_name().and_then(|n| n.to_str()) {
-        Some("debug") | None => "dev".to_string(),
-        Some(other) => other.to_string(),
-    };
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    eprintln!(
-        "building hivecast-agent and hivecast-tracker ({profile}) into {}",
-        target.display()
-    );
-    let mut build = Command::new(&cargo)
-        .args([
-            "build",
-            "--profile",
-            &profile,
-            "-p",
-            "hivecast-agent",
-            "-p",
-            "hivecast-tracker",
-            "--bin",
-            "hivecast-agent",
-            "--bin",
-            "hivecast-tracker",
-        ])
-        .env("CARGO_TARGET_DIR", target)
-        .current_dir(workspace_root())
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {cargo}: {e}"));
-    let status = tokio::time::timeout(Duration::from_secs(1800), build.wait())
-        .await
-        .expect("cargo build of the agent and tracker finished within 30 min")
-        .expect("wait for cargo");
-    assert!(
-        status.success(),
-        "cargo build -p hivecast-agent -p hivecast-tracker failed ({status})"
-    );
-    assert!(
-        have(&dir),
-        "agent/tracker binaries still missing in {}",
-        dir.display()
-    );
+    hivecast_demo::demo::procs::ensure_built(
+        &dir,
+        &workspace_root(),
+        &["hivecast-agent", "hivecast-tracker"],
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     dir
 }
 

@@ -201,17 +201,7 @@ pub fn spawn_agent(origin_base: &str, tracker: Option<&str>, env: &[(&str, &str)
 
 /// Reads one counter or gauge from a Prometheus text page (sum over label sets matching
 /// `labels`, e.g. `source="peer"`).
-pub fn metric(text: &str, name: &str, labels: &str) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| {
-            l.starts_with(name)
-                && (l[name.len()..].starts_with(' ') || l[name.len()..].starts_with('{'))
-                && l.contains(labels)
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
+pub use hivecast_demo::prom::metric_sum as metric;
 
 /// Runs `hivecast-agent publish-digests DIR --watch` (100 ms scans), killed on drop.
 pub fn spawn_publish_digests(dir: &Path) -> Proc {

@@ -360,6 +360,65 @@ pub async fn shutdown_all(children: &mut [Managed], grace: Duration) -> Vec<(Str
     out
 }
 
+/// Makes sure the workspace binaries `names` exist in the cargo profile directory `dir`
+/// (e.g. `target/debug`), building them with `cargo build --profile P -p NAME --bin NAME…`
+/// (same target directory and profile, run in `workspace`) when any is missing. For tests and
+/// benchmarks whose crate does not depend on the agent or tracker binaries. `$CARGO` picks the
+/// cargo binary; the build is bounded to 30 minutes.
+pub async fn ensure_built(dir: &Path, workspace: &Path, names: &[&str]) -> Result<(), String> {
+    let have = || names.iter().all(|n| dir.join(n).is_file());
+    if have() {
+        return Ok(());
+    }
+    let target = dir
+        .parent()
+        .filter(|t| t.join("CACHEDIR.TAG").is_file())
+        .ok_or_else(|| {
+            format!(
+                "{} is not in a cargo target directory; build the binaries yourself: cargo build {}",
+                dir.display(),
+                names.iter().map(|n| format!("-p {n}")).collect::<Vec<_>>().join(" ")
+            )
+        })?;
+    let profile = match dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => "dev".to_string(),
+        Some(other) => other.to_string(),
+    };
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut args = vec!["build".to_string(), "--profile".into(), profile.clone()];
+    for n in names {
+        args.extend(["-p".into(), n.to_string(), "--bin".into(), n.to_string()]);
+    }
+    eprintln!(
+        "building {} ({profile}) into {}",
+        names.join(", "),
+        target.display()
+    );
+    let mut build = Command::new(&cargo)
+        .args(&args)
+        .env("CARGO_TARGET_DIR", target)
+        .current_dir(workspace)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot run {cargo}: {e}"))?;
+    let status = tokio::time::timeout(Duration::from_secs(1800), build.wait())
+        .await
+        .map_err(|_| format!("{cargo} {} did not finish within 30 min", args.join(" ")))?
+        .map_err(|e| format!("waiting for {cargo}: {e}"))?;
+    if !status.success() {
+        return Err(format!("{cargo} {} failed ({status})", args.join(" ")));
+    }
+    if !have() {
+        return Err(format!(
+            "{} still missing in {}",
+            names.join(", "),
+            dir.display()
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
