@@ -66,6 +66,21 @@
 //! a fallback or late hedge although holders were known multiplies it by the gentler
 //! `seed_fraction_up_scarce`; a segment delivered by a peer decays it by `seed_fraction_down`.
 //!
+//! # Backstop (partial view, few seeds)
+//!
+//! In a partial view each agent elects itself with probability `k_eff / N`, so with one or two
+//! expected seeds (swarms of tens of agents) a segment gets no seed at all with probability about
+//! `e^-k_eff` (36 % for `k_eff = 1`). Everybody then waits for the peer deadline and falls back to
+//! the origin at about the same moment: a burst of origin copies. So while fewer than
+//! `BACKSTOP_MAX_SEEDS` seeds are expected, every agent that was not elected gets a *backstop*
+//! time: `step × (1 + r)` after the segment appeared, where `r` is the expected number of agents
+//! whose rendezvous score lies between the election threshold and its own (a global order that
+//! needs no shared view) and `step` is twice the measured origin fetch time plus 50 ms (0.1 s to a
+//! quarter of the target duration). At its backstop time an agent that knows no holder fetches
+//! from the origin (reason `backstop`) and announces it; agents that heard a `have` by then pull
+//! from the holder instead. About one agent per `step` fires, so a seedless segment costs about one
+//! extra origin copy instead of a fallback storm.
+//!
 //! # Bounded state
 //!
 //! Live segments older than the playlist window minus `keep_behind` are forgotten (their fetches
@@ -80,11 +95,33 @@ use crate::core::peer_proto::{BitSet, Message};
 use crate::core::policy::{
     PeerStats, ScoreWeights, SeedControl, SeedOutcome, TokenBucket, adapt_seed_fraction,
     choose_peer, ewma, is_fetcher, mix64, projected_completion, rendezvous_rank, rendezvous_score,
+    unit_interval,
 };
 use crate::core::swarm::{HAVE_WINDOW, SwarmView};
 
 /// Refused requesters offered a segment per freed upload slot.
 const OFFER_FANOUT: usize = 3;
+
+/// Backstops apply while fewer origin seeds than this are expected per segment (the chance of
+/// none is then `e^-k` ≥ 5 %).
+const BACKSTOP_MAX_SEEDS: f64 = 3.0;
+/// Shortest backstop step, seconds.
+const BACKSTOP_STEP_MIN: f64 = 0.1;
+/// Longest backstop step, as a fraction of the target duration.
+const BACKSTOP_STEP_MAX_TD: f64 = 0.25;
+
+/// Backstop position of `me` for `seq` in a swarm of `n` with `k` expected seeds: the expected
+/// number of agents whose backstop comes before ours (our uniform rendezvous score's distance
+/// below the election threshold `1 − k/n`, times `n`). `None` when `me` is elected or when
+/// enough seeds are expected (`k ≥ BACKSTOP_MAX_SEEDS`).
+fn backstop_rank(seq: u64, me: &PeerId, n: usize, k: f64) -> Option<f64> {
+    if k.is_nan() || k >= BACKSTOP_MAX_SEEDS || n == 0 {
+        return None;
+    }
+    let threshold = 1.0 - k / n as f64;
+    let u = unit_interval(rendezvous_score(seq, me));
+    (u < threshold).then_some((threshold - u) * n as f64)
+}
 
 /// Scheduler configuration. `Default` gives the documented defaults.
 #[derive(Clone, Debug, PartialEq)]
@@ -290,6 +327,9 @@ pub enum OriginReason {
     NoPeers,
     /// A retry after a failed origin fetch.
     Retry,
+    /// Partial view with few expected seeds: no holder was announced by this agent's backstop
+    /// time (see the module docs, "Backstop").
+    Backstop,
 }
 
 impl OriginReason {
@@ -302,6 +342,7 @@ impl OriginReason {
             OriginReason::Unverified => "unverified",
             OriginReason::NoPeers => "no_peers",
             OriginReason::Retry => "retry",
+            OriginReason::Backstop => "backstop",
         }
     }
 }
@@ -454,6 +495,8 @@ pub struct Counters {
     pub origin_unverified: u64,
     /// … of which because a player waited and no peer held the segment.
     pub origin_no_peers: u64,
+    /// … of which backstops of a segment nobody announced (partial view, few seeds).
+    pub origin_backstops: u64,
     /// Segment bytes received from the origin.
     pub origin_bytes: u64,
     /// Origin fetches that failed.
@@ -555,6 +598,8 @@ struct Seg {
     elected: bool,
     is_new: bool,
     holder_seen: bool,
+    /// Partial view, not elected: fetch from the origin at this time if nobody announced it.
+    backstop_at: Option<Instant>,
     fetches: Vec<Fetch>,
     marks: Vec<(PeerId, Mark)>,
     peer_attempts: u32,
@@ -577,6 +622,7 @@ impl Seg {
             elected: false,
             is_new: false,
             holder_seen: false,
+            backstop_at: None,
             fetches: Vec::new(),
             marks: Vec::new(),
             peer_attempts: 0,
@@ -870,6 +916,11 @@ impl Scheduler {
             }
             if fresh {
                 seg.elected = self.elect(info.seq);
+                if !seg.elected {
+                    seg.backstop_at = self
+                        .backstop_at(now, info.seq)
+                        .filter(|t| seg.peer_deadline.is_none_or(|d| *t < d));
+                }
             }
             let wanted = seg.wanted;
             // Peers may have announced it before our playlist showed it.
@@ -908,6 +959,28 @@ impl Scheduler {
             0
         };
         is_fetcher(seq, &self.me, rank, members, n, k)
+    }
+
+    /// This agent's backstop time for a new live segment it was not elected for (see the module
+    /// docs, "Backstop"), or `None` in a full view or when enough seeds are expected.
+    fn backstop_at(&self, now: Instant, seq: u64) -> Option<Instant> {
+        let members = 1 + self.swarm.len();
+        let n = self.swarm_size.unwrap_or(members).max(members);
+        if n <= members {
+            return None;
+        }
+        let k = f64::from(self.cfg.fetchers).max(self.rho * n as f64);
+        let rank = backstop_rank(seq, &self.me, n, k)?;
+        let step = self
+            .origin_ewma
+            .map_or(BACKSTOP_STEP_MIN, |s| 2.0 * s + 0.05)
+            .clamp(
+                BACKSTOP_STEP_MIN,
+                (self.target_duration.as_secs_f64() * BACKSTOP_STEP_MAX_TD).max(BACKSTOP_STEP_MIN),
+            );
+        Duration::try_from_secs_f64(step * (1.0 + rank))
+            .ok()
+            .map(|d| now + d)
     }
 
     fn player_need_by(&self, seq: u64) -> Option<Instant> {
@@ -1634,6 +1707,7 @@ impl Scheduler {
             OriginReason::Hedge => c.origin_hedges += 1,
             OriginReason::Unverified => c.origin_unverified += 1,
             OriginReason::NoPeers => c.origin_no_peers += 1,
+            OriginReason::Backstop => c.origin_backstops += 1,
             OriginReason::Retry => {}
         }
         self.actions.push_back(Action::FetchOrigin { seq, reason });
@@ -1753,6 +1827,14 @@ impl Scheduler {
                 return;
             }
             let holder_known = self.swarm.peers().iter().any(|p| p.have.contains(seq));
+            if !holder_known
+                && !past_deadline
+                && seg.origin_attempts == 0
+                && seg.backstop_at.is_some_and(|t| now >= t)
+            {
+                self.start_origin(now, seq, OriginReason::Backstop);
+                return;
+            }
             let nobody_will_have =
                 seg.player_waiting && !seg.is_new && !holder_known && !self.swarm.is_empty();
             if past_deadline || exhausted || nobody_will_have {
@@ -1877,6 +1959,11 @@ impl Scheduler {
             if let Some(d) = seg.peer_deadline {
                 consider(d);
             }
+            if seg.origin_attempts == 0
+                && let Some(b) = seg.backstop_at
+            {
+                consider(b);
+            }
             if let Some(n) = seg.need_by {
                 consider(n.checked_sub(self.margin_now()).unwrap_or(n));
             }
@@ -1917,6 +2004,11 @@ impl Scheduler {
         if seg.fetches.is_empty() {
             if let Some(d) = seg.peer_deadline {
                 consider(d);
+            }
+            if seg.origin_attempts == 0
+                && let Some(b) = seg.backstop_at
+            {
+                consider(b);
             }
             if let Some(n) = seg.need_by {
                 consider(n.checked_sub(self.margin_now()).unwrap_or(n));
@@ -2046,6 +2138,97 @@ mod tests {
             seed_fraction_init: 0.0,
             ..SchedulerConfig::default()
         }
+    }
+
+    #[test]
+    fn backstop_ranks_agents_globally_and_only_with_few_seeds() {
+        // N = 16, k = 1: non-elected agents spread over ranks [0, 15); about one per unit.
+        let mut below_one = 0;
+        for seq in 0..200 {
+            for me in 0..16u8 {
+                let elected = is_fetcher(seq, &pid(me), 0, 2, 16, 1.0);
+                let rank = backstop_rank(seq, &pid(me), 16, 1.0);
+                assert_eq!(rank.is_none(), elected, "elected agents have no backstop");
+                if let Some(r) = rank {
+                    assert!((0.0..15.0 + 1e-9).contains(&r), "{r}");
+                    below_one += usize::from(r < 1.0);
+                }
+            }
+        }
+        // 200 segments × 16 agents × 1/16.
+        assert!((140..=260).contains(&below_one), "{below_one}");
+        assert_eq!(backstop_rank(1, &pid(1), 1000, 3.0), None);
+        assert_eq!(backstop_rank(1, &pid(1), 1000, f64::NAN), None);
+    }
+
+    /// A partial-view scheduler (N = 16, one connected peer, k = 1) that got segments up to the
+    /// first one it is not elected for; returns it with that segment and its backstop time.
+    fn backstop_case(t0: Instant) -> (Scheduler, u64, Instant) {
+        let mut s = Scheduler::new(t0, pid(1), no_seed()).unwrap();
+        assert!(s.handle_peer_connected(t0, pid(2)));
+        s.handle_swarm_size(t0, 16);
+        live(&mut s, t0, 0..=5);
+        let seq = (6..200)
+            .find(|q| !is_fetcher(*q, &pid(1), 0, 2, 16, 1.0))
+            .expect("a segment we are not elected for");
+        for q in 6..=seq {
+            live(&mut s, t0, (q - 5)..=q);
+        }
+        drain(&mut s);
+        let rank = backstop_rank(seq, &pid(1), 16, 1.0).expect("rank");
+        // No origin fetch measured yet: the step is 0.1 s.
+        let at = t0 + Duration::from_secs_f64(0.1 * (1.0 + rank));
+        (s, seq, at)
+    }
+
+    #[test]
+    fn backstop_fetches_a_segment_nobody_announced() {
+        let t0 = Instant::now();
+        let (mut s, seq, at) = backstop_case(t0);
+        assert!(s.poll_timeout().is_some_and(|t| t <= at));
+        s.handle_timeout(at - Duration::from_millis(5));
+        assert!(!origin(&drain(&mut s)).contains(&(seq, OriginReason::Backstop)));
+        s.handle_timeout(at);
+        assert!(origin(&drain(&mut s)).contains(&(seq, OriginReason::Backstop)));
+        assert_eq!(s.counters().origin_fallbacks, 0);
+        assert!(s.counters().origin_backstops >= 1);
+    }
+
+    #[test]
+    fn a_holder_announced_before_the_backstop_is_used_instead() {
+        let t0 = Instant::now();
+        let (mut s, seq, at) = backstop_case(t0);
+        have(&mut s, at - Duration::from_millis(5), 2, seq);
+        let acts = drain(&mut s);
+        assert!(requests(&acts).iter().any(|r| r.2 == seq), "{acts:?}");
+        s.handle_timeout(at);
+        let later = drain(&mut s);
+        assert!(!origin(&later).iter().any(|o| o.0 == seq), "{later:?}");
+    }
+
+    #[test]
+    fn full_view_and_many_seeds_have_no_backstop() {
+        let t0 = Instant::now();
+        // Full view: the swarm is us and our peers.
+        let mut s = Scheduler::new(t0, pid(1), no_seed()).unwrap();
+        assert!(s.handle_peer_connected(t0, pid(2)));
+        s.handle_swarm_size(t0, 2);
+        live(&mut s, t0, 0..=5);
+        live(&mut s, t0, 1..=6);
+        drain(&mut s);
+        assert!(s.segs.values().all(|g| g.backstop_at.is_none()));
+        // Partial view with ρ·N ≥ 3 expected seeds.
+        let cfg = SchedulerConfig {
+            seed_fraction_init: 0.05,
+            ..SchedulerConfig::default()
+        };
+        let mut s = Scheduler::new(t0, pid(1), cfg).unwrap();
+        assert!(s.handle_peer_connected(t0, pid(2)));
+        s.handle_swarm_size(t0, 100);
+        live(&mut s, t0, 0..=5);
+        live(&mut s, t0, 1..=6);
+        drain(&mut s);
+        assert!(s.segs.values().all(|g| g.backstop_at.is_none()));
     }
 
     #[test]

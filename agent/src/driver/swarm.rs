@@ -832,6 +832,7 @@ impl SwarmTask {
                         .p2p_origin_fetches
                         .with_label_values(&[reason.as_label()])
                         .inc();
+                    tracing::debug!(seq, reason = reason.as_label(), "origin fetch");
                     self.start_origin(seq);
                 }
                 Action::CancelOrigin { seq } => {

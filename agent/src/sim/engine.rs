@@ -223,6 +223,7 @@ fn add_counters(acc: &mut crate::core::scheduler::Counters, c: &crate::core::sch
     acc.origin_hedges += c.origin_hedges;
     acc.origin_unverified += c.origin_unverified;
     acc.origin_no_peers += c.origin_no_peers;
+    acc.origin_backstops += c.origin_backstops;
     acc.peer_requests += c.peer_requests;
     acc.peer_hedges += c.peer_hedges;
     acc.peer_lost += c.peer_lost;
@@ -1398,11 +1399,13 @@ impl<'c> World<'c> {
                 fallback: totals.origin_fallbacks,
                 hedge: totals.origin_hedges,
                 no_peers: totals.origin_no_peers,
+                backstop: totals.origin_backstops,
                 other: totals.origin_fetches
                     - totals.origin_elected
                     - totals.origin_fallbacks
                     - totals.origin_hedges
-                    - totals.origin_no_peers,
+                    - totals.origin_no_peers
+                    - totals.origin_backstops,
             },
             peer_requests: totals.peer_requests,
             peer_hedges: totals.peer_hedges,

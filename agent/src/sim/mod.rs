@@ -323,6 +323,8 @@ pub struct OriginFetches {
     pub hedge: u64,
     /// Player waiting and no holder.
     pub no_peers: u64,
+    /// Backstop of a segment nobody announced (partial view, few seeds).
+    pub backstop: u64,
     /// Retries and unverified.
     pub other: u64,
 }

@@ -201,6 +201,7 @@ pub fn spawn_agent(origin_base: &str, tracker: Option<&str>, env: &[(&str, &str)
 
 /// Reads one counter or gauge from a Prometheus text page (sum over label sets matching
 /// `labels`, e.g. `source="peer"`).
+#[allow(unused_imports)] // not every test binary reads metrics
 pub use hivecast_demo::prom::metric_sum as metric;
 
 /// Runs `hivecast-agent publish-digests DIR --watch` (100 ms scans), killed on drop.
