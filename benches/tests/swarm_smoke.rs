@@ -1,7 +1,8 @@
 //! Smoke run of `hivecast-bench swarm` with real processes: 3 agent processes (real WebRTC on
 //! 127.0.0.1), a tracker process and 3 paced players for 30 s. The JSON report must appear
 //! with every key and plausible values: offload above 0 and at most the ideal for N = 3, the
-//! ideal matching N, an origin copy for every segment, no integrity failure, and process
+//! ideal matching N, an origin copy for every segment, no integrity failure, every segment
+//! byte-identical to the origin's (SHA-256), and process
 //! figures measured. The agent and tracker binaries come from the profile directory that
 //! holds `hivecast-bench` (built there with cargo if missing).
 
@@ -92,6 +93,11 @@ fn three_agent_swarm_reports_every_key() {
     );
     assert!(num("peer_bytes") > 0.0, "agents shared nothing\n{stdout}");
     assert_eq!(num("integrity_failures"), 0.0);
+    assert_eq!(
+        num("corrupt_segments"),
+        0.0,
+        "players got the origin's bytes"
+    );
     assert_eq!(num("upload_bound"), 1.0);
     assert_eq!(num("failed_startups"), 0.0);
     let startup = num("startup_ms_p50");

@@ -15,7 +15,8 @@
 //! constant. The plan is drawn from the seed before anything starts ([`plan_sessions`]).
 //! While players run, the harness samples each agent's RSS every second and the tracker's;
 //! at the end of a session it reads the agent's CPU time from `/proc` and its counters from
-//! `/metrics`. The report ([`report`]) is printed as a table and written as JSON.
+//! `/metrics`, and checks every segment the player got against the packager's SHA-256. The
+//! report ([`report`]) is printed as a table and written as JSON.
 //!
 //! Every child runs in its own process group (`hivecast_demo::demo::procs`); Ctrl-C, the end
 //! of the run, an error or a panic stop all of them. Logs go to `WORK/logs/` (kept with
@@ -33,7 +34,7 @@ use anyhow::{Context, bail};
 use hivecast_demo::client::HttpClient;
 use hivecast_demo::demo::procs::{self, Managed};
 use hivecast_demo::demo::{DEFAULT_AGENT_ARGS, agent_env, expand_template, free_addr, mirror_url};
-use hivecast_demo::live::{LiveConfig, LivePackager};
+use hivecast_demo::live::{DigestTable, LiveConfig, LivePackager};
 use hivecast_demo::origin::{Origin, OriginConfig};
 use hivecast_demo::player::{self, PlayerConfig};
 use hivecast_demo::prom::metric_sum as metric;
@@ -201,6 +202,8 @@ struct Ctx {
     live_start_behind: usize,
     t0: Instant,
     ticks: f64,
+    /// SHA-256 of every segment the packager publishes, to check what players got.
+    digests: DigestTable,
 }
 
 /// Runs the benchmark.
@@ -294,7 +297,9 @@ async fn swarm_in(
     let mut live_cfg = LiveConfig::new(source, origin_root.join("live"));
     live_cfg.window = window;
     live_cfg.write_digests = true;
-    let live = LivePackager::new(live_cfg)?.spawn_realtime();
+    let packager = LivePackager::new(live_cfg)?;
+    let digests = packager.digests();
+    let live = packager.spawn_realtime();
     let origin = Origin::start_with(OriginConfig::new(&origin_root)).await?;
     let stream_url = origin.url("/live/index.m3u8");
 
@@ -336,6 +341,7 @@ async fn swarm_in(
         live_start_behind: args.live_start_behind,
         t0: Instant::now(),
         ticks: procstat::clock_ticks(),
+        digests,
     });
     eprintln!(
         "swarm: {} agents, {} s, {} kbit/s, {} s segments, churn {}/min, {} sessions planned",
@@ -510,6 +516,11 @@ async fn run_session(
             session.stall_seconds = r.stall_seconds;
             session.played_seconds = r.played_seconds;
             session.lost_segments = r.skipped_segments + r.failed_segments;
+            session.corrupt_segments = r
+                .segments
+                .iter()
+                .filter(|s| ctx.digests.get(s.sequence) != Some(s.sha256.as_str()))
+                .count() as u64;
             session.received = r
                 .segments
                 .iter()

@@ -46,6 +46,8 @@ pub struct Session {
     pub received: Vec<Received>,
     /// Segments the player skipped or gave up.
     pub lost_segments: u64,
+    /// Segments the player got whose SHA-256 differs from the origin's.
+    pub corrupt_segments: u64,
     /// Agent CPU seconds (user + system) over the session.
     pub agent_cpu_seconds: f64,
     /// Agent process wall seconds over the session.
@@ -132,6 +134,8 @@ pub struct SwarmReport {
     pub integrity_failures: u64,
     /// Segments players skipped or gave up.
     pub lost_segments: u64,
+    /// Segments players got that differ from the origin's bytes (must be 0).
+    pub corrupt_segments: u64,
     /// Sessions whose player never started.
     pub failed_startups: u64,
     /// Origin segment fetches the agents' schedulers started, by reason (whole run; see
@@ -216,6 +220,7 @@ pub fn build(facts: &RunFacts, sessions: &[Session]) -> SwarmReport {
         peer_bytes: sessions.iter().map(|s| s.peer_bytes).sum(),
         integrity_failures: sessions.iter().map(|s| s.integrity_failures).sum(),
         lost_segments: sessions.iter().map(|s| s.lost_segments).sum(),
+        corrupt_segments: sessions.iter().map(|s| s.corrupt_segments).sum(),
         failed_startups: sessions
             .iter()
             .filter(|s| s.startup_seconds.is_none())
@@ -283,6 +288,7 @@ pub fn table(r: &SwarmReport) -> String {
         ),
         ("integrity failures", r.integrity_failures.to_string()),
         ("lost segments", r.lost_segments.to_string()),
+        ("corrupt segments", r.corrupt_segments.to_string()),
     ];
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     rows.iter()
