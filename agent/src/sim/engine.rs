@@ -1365,29 +1365,31 @@ impl<'c> World<'c> {
         let watch = self.watch_us as f64 / 1e6;
         let stall_s = self.stall_us as f64 / 1e6;
         SimReport {
-            agents: self.cfg.agents,
-            segments,
-            origin_segment_bytes: origin_bytes,
-            unique_segment_bytes: unique,
-            origin_copies_per_segment: if unique > 0 {
-                origin / unique as f64
-            } else {
-                0.0
+            figures: super::SwarmFigures {
+                agents: self.cfg.agents,
+                segments,
+                origin_segment_bytes: origin_bytes,
+                unique_segment_bytes: unique,
+                origin_copies_per_segment: if unique > 0 {
+                    origin / unique as f64
+                } else {
+                    0.0
+                },
+                offload_ratio: if obtained > 0 {
+                    1.0 - origin / obtained as f64
+                } else {
+                    0.0
+                },
+                ideal_offload: 1.0 - 1.0 / n,
+                upload_bound: (self.upload_sum / self.created.max(1) as f64).min(1.0),
+                stalls: self.stalls,
+                stall_seconds: stall_s,
+                startup_ms_p50: pct(0.5),
+                startup_ms_p95: pct(0.95),
+                agent_cpu_percent_mean: None,
+                agent_rss_mb_max: None,
+                tracker_rss_mb: None,
             },
-            offload_ratio: if obtained > 0 {
-                1.0 - origin / obtained as f64
-            } else {
-                0.0
-            },
-            ideal_offload: 1.0 - 1.0 / n,
-            upload_bound: (self.upload_sum / self.created.max(1) as f64).min(1.0),
-            stalls: self.stalls,
-            stall_seconds: stall_s,
-            startup_ms_p50: pct(0.5),
-            startup_ms_p95: pct(0.95),
-            agent_cpu_percent_mean: None,
-            agent_rss_mb_max: None,
-            tracker_rss_mb: None,
             watch_seconds: watch,
             stall_ratio: if watch > 0.0 { stall_s / watch } else { 0.0 },
             obtained_segment_bytes: obtained,

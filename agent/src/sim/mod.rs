@@ -235,9 +235,10 @@ impl Default for SimSchedulerConfig {
     }
 }
 
-/// Simulation results. Serialized with the keys every measurement reports.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct SimReport {
+/// The figures every swarm measurement reports, simulated or real ([`REPORT_KEYS`], in that
+/// order). `hivecast-bench sim` and `hivecast-bench swarm` both flatten it into their JSON.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct SwarmFigures {
     /// N (concurrent agents).
     pub agents: usize,
     /// Segments counted.
@@ -248,26 +249,35 @@ pub struct SimReport {
     pub unique_segment_bytes: u64,
     /// `origin_segment_bytes / unique_segment_bytes`.
     pub origin_copies_per_segment: f64,
-    /// `1 − origin bytes / bytes obtained by the agents`.
+    /// `1 − origin bytes / bytes obtained by the agents (or their players)`.
     pub offload_ratio: f64,
     /// `1 − 1/N`.
     pub ideal_offload: f64,
-    /// `min(1, mean upload / bitrate)` over the agents created.
+    /// `min(1, mean upload / bitrate)`.
     pub upload_bound: f64,
-    /// Player stalls (startup excluded) after the warm-up.
+    /// Player stalls (startup excluded).
     pub stalls: u64,
-    /// Seconds stalled after the warm-up.
+    /// Seconds stalled.
     pub stall_seconds: f64,
     /// Median startup time, ms.
     pub startup_ms_p50: f64,
     /// 95th percentile startup time, ms.
     pub startup_ms_p95: f64,
-    /// Not measurable in a simulation: always `null`.
+    /// Mean agent CPU, percent of one core (`null` in a simulation).
     pub agent_cpu_percent_mean: Option<f64>,
-    /// Not measurable in a simulation: always `null`.
+    /// Largest agent RSS, MiB (`null` in a simulation).
     pub agent_rss_mb_max: Option<f64>,
-    /// Not measurable in a simulation: always `null`.
+    /// Largest tracker RSS, MiB (`null` in a simulation).
     pub tracker_rss_mb: Option<f64>,
+}
+
+/// Simulation results: the [`SwarmFigures`] (stalls counted after the warm-up) and the
+/// simulator's own counters.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SimReport {
+    /// The figures every measurement reports.
+    #[serde(flatten)]
+    pub figures: SwarmFigures,
     /// Player seconds watched after the warm-up (stalls excluded).
     pub watch_seconds: f64,
     /// `stall_seconds / watch_seconds`.

@@ -26,11 +26,11 @@ fn assert_sane(r: &SimReport) {
     // Conservation: peers cannot deliver more than they sent, nor send above their capacity.
     assert!(r.peer_uploaded_bytes >= r.peer_segment_bytes, "{r:?}");
     assert!(r.upload_utilisation <= 1.0 + 1e-9, "{r:?}");
-    assert!(r.segments > 10, "{r:?}");
-    assert!(r.unique_segment_bytes > 0);
+    assert!(r.figures.segments > 10, "{r:?}");
+    assert!(r.figures.unique_segment_bytes > 0);
     assert!(r.watch_seconds > 0.0);
     assert!(
-        r.origin_copies_per_segment >= 0.99,
+        r.figures.origin_copies_per_segment >= 0.99,
         "every segment leaves the origin at least once: {r:?}"
     );
 }
@@ -39,10 +39,10 @@ fn assert_sane(r: &SimReport) {
 fn four_agents_good_links_one_origin_copy_no_stall() {
     let r = run(&small(4));
     assert_sane(&r);
-    assert!(r.origin_copies_per_segment <= 1.5, "{r:?}");
-    assert_eq!(r.stalls, 0, "{r:?}");
-    assert!(r.offload_ratio > 0.6, "{r:?}");
-    assert!(r.startup_ms_p95 < 5000.0, "{r:?}");
+    assert!(r.figures.origin_copies_per_segment <= 1.5, "{r:?}");
+    assert_eq!(r.figures.stalls, 0, "{r:?}");
+    assert!(r.figures.offload_ratio > 0.6, "{r:?}");
+    assert!(r.figures.startup_ms_p95 < 5000.0, "{r:?}");
 }
 
 #[test]
@@ -68,7 +68,7 @@ fn corrupt_uploader_is_banned_without_stalls() {
     assert!(r.bans >= 1, "{r:?}");
     // Each honest agent bans the corrupt one at most once.
     assert!(r.bans <= 5, "{r:?}");
-    assert_eq!(r.stalls, 0, "{r:?}");
+    assert_eq!(r.figures.stalls, 0, "{r:?}");
 }
 
 #[test]
@@ -80,7 +80,7 @@ fn peer_lost_mid_transfer_falls_back_in_time() {
     assert_sane(&r);
     assert!(r.failed_uploaders >= 2, "{r:?}");
     assert!(r.peer_lost_transfers >= 1, "{r:?}");
-    assert_eq!(r.stalls, 0, "{r:?}");
+    assert_eq!(r.figures.stalls, 0, "{r:?}");
 }
 
 #[test]
@@ -97,7 +97,7 @@ fn churn_keeps_playing() {
     assert!(r.leaves >= 3, "{r:?}");
     assert_eq!(r.joins, 20 + r.leaves);
     assert!(r.stall_ratio < 0.01, "{r:?}");
-    assert!(r.offload_ratio > 0.3, "{r:?}");
+    assert!(r.figures.offload_ratio > 0.3, "{r:?}");
 }
 
 #[test]
@@ -106,15 +106,18 @@ fn upload_cap_below_bitrate_falls_back_to_origin_without_stalls() {
     cfg.scheduler.upload_cap_x = Some(0.5);
     let r = run(&cfg);
     assert_sane(&r);
-    assert!(r.upload_bound <= 0.5 + 1e-9, "{r:?}");
+    assert!(r.figures.upload_bound <= 0.5 + 1e-9, "{r:?}");
     assert!(
         r.origin_fetches.fallback + r.origin_fetches.hedge > 0,
         "{r:?}"
     );
     assert!(r.busy_refusals > 0, "{r:?}");
-    assert_eq!(r.stalls, 0, "{r:?}");
+    assert_eq!(r.figures.stalls, 0, "{r:?}");
     // The origin serves at least what upload cannot.
-    assert!(r.offload_ratio <= r.upload_bound + 0.1, "{r:?}");
+    assert!(
+        r.figures.offload_ratio <= r.figures.upload_bound + 0.1,
+        "{r:?}"
+    );
 }
 
 #[test]
@@ -126,7 +129,7 @@ fn report_has_the_contract_keys() {
         assert!(obj.contains_key(k), "missing {k}");
     }
     assert!(obj["agent_cpu_percent_mean"].is_null());
-    assert_eq!(r.ideal_offload, 1.0 - 1.0 / 3.0);
+    assert_eq!(r.figures.ideal_offload, 1.0 - 1.0 / 3.0);
 }
 
 #[test]
@@ -138,4 +141,20 @@ fn config_deserializes_with_defaults_and_rejects_unknown_keys() {
     assert_eq!(c.degree, SimConfig::default().degree);
     assert!(serde_json::from_str::<SimConfig>(r#"{"agentz": 5}"#).is_err());
     assert!(serde_json::from_str::<SimConfig>(r#"{"scheduler": {"nope": 1}}"#).is_err());
+}
+
+#[test]
+fn swarm_figures_serialize_exactly_the_report_keys() {
+    let v = serde_json::to_value(super::SwarmFigures::default()).expect("json");
+    let keys: Vec<&str> = v
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut want = super::REPORT_KEYS.to_vec();
+    want.sort_unstable();
+    let mut got = keys.clone();
+    got.sort_unstable();
+    assert_eq!(got, want);
 }

@@ -18,6 +18,7 @@
 
 use std::collections::BTreeMap;
 
+use hivecast_agent::sim::SwarmFigures;
 use serde::Serialize;
 
 /// One segment a player received.
@@ -83,39 +84,12 @@ pub struct RunFacts {
     pub leaves: u64,
 }
 
-/// The JSON report: [`hivecast_agent::sim::REPORT_KEYS`] first, then extras.
+/// The JSON report: [`SwarmFigures`] (the keys every measurement reports), then extras.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SwarmReport {
-    /// N.
-    pub agents: usize,
-    /// Counted segments.
-    pub segments: u64,
-    /// Origin bytes of counted segments.
-    pub origin_segment_bytes: u64,
-    /// One copy of each counted segment.
-    pub unique_segment_bytes: u64,
-    /// `origin_segment_bytes / unique_segment_bytes`.
-    pub origin_copies_per_segment: f64,
-    /// `1 − origin bytes / bytes players got`.
-    pub offload_ratio: f64,
-    /// `1 − 1/N`.
-    pub ideal_offload: f64,
-    /// `min(1, upload cap / bitrate)`; 1 without a cap.
-    pub upload_bound: f64,
-    /// Stalls, all sessions.
-    pub stalls: u64,
-    /// Seconds stalled, all sessions.
-    pub stall_seconds: f64,
-    /// Median startup, ms.
-    pub startup_ms_p50: f64,
-    /// 95th percentile startup, ms.
-    pub startup_ms_p95: f64,
-    /// Mean agent CPU, percent of one core.
-    pub agent_cpu_percent_mean: f64,
-    /// Largest agent RSS, MiB.
-    pub agent_rss_mb_max: f64,
-    /// Largest tracker RSS, MiB.
-    pub tracker_rss_mb: f64,
+    /// The figures every measurement reports; the process figures are always present here.
+    #[serde(flatten)]
+    pub figures: SwarmFigures,
     /// Viewer sessions (N + joins).
     pub sessions: usize,
     /// Churn joins.
@@ -190,27 +164,31 @@ pub fn build(facts: &RunFacts, sessions: &[Session]) -> SwarmReport {
     let stall_seconds: f64 = sessions.iter().map(|s| s.stall_seconds).sum();
     let n = facts.agents.max(1) as f64;
     SwarmReport {
-        agents: facts.agents,
-        segments: counted.len() as u64,
-        origin_segment_bytes: origin,
-        unique_segment_bytes: unique,
-        origin_copies_per_segment: ratio(origin as f64, unique as f64),
-        offload_ratio: if delivered > 0 {
-            1.0 - origin as f64 / delivered as f64
-        } else {
-            0.0
+        figures: SwarmFigures {
+            agents: facts.agents,
+            segments: counted.len() as u64,
+            origin_segment_bytes: origin,
+            unique_segment_bytes: unique,
+            origin_copies_per_segment: ratio(origin as f64, unique as f64),
+            offload_ratio: if delivered > 0 {
+                1.0 - origin as f64 / delivered as f64
+            } else {
+                0.0
+            },
+            ideal_offload: 1.0 - 1.0 / n,
+            upload_bound: facts
+                .upload_cap_bps
+                .map_or(1.0, |cap| (cap / facts.bitrate_bps).min(1.0)),
+            stalls: sessions.iter().map(|s| s.stalls).sum(),
+            stall_seconds,
+            startup_ms_p50: percentile(&startups, 50.0),
+            startup_ms_p95: percentile(&startups, 95.0),
+            agent_cpu_percent_mean: Some(ratio(cpu.iter().sum(), cpu.len() as f64)),
+            agent_rss_mb_max: Some(
+                sessions.iter().map(|s| s.agent_rss_max).max().unwrap_or(0) as f64 / MIB,
+            ),
+            tracker_rss_mb: Some(facts.tracker_rss_max as f64 / MIB),
         },
-        ideal_offload: 1.0 - 1.0 / n,
-        upload_bound: facts
-            .upload_cap_bps
-            .map_or(1.0, |cap| (cap / facts.bitrate_bps).min(1.0)),
-        stalls: sessions.iter().map(|s| s.stalls).sum(),
-        stall_seconds,
-        startup_ms_p50: percentile(&startups, 50.0),
-        startup_ms_p95: percentile(&startups, 95.0),
-        agent_cpu_percent_mean: ratio(cpu.iter().sum(), cpu.len() as f64),
-        agent_rss_mb_max: sessions.iter().map(|s| s.agent_rss_max).max().unwrap_or(0) as f64 / MIB,
-        tracker_rss_mb: facts.tracker_rss_max as f64 / MIB,
         sessions: sessions.len(),
         joins: facts.joins,
         leaves: facts.leaves,
@@ -239,44 +217,56 @@ pub fn build(facts: &RunFacts, sessions: &[Session]) -> SwarmReport {
 pub fn table(r: &SwarmReport) -> String {
     let mib = |b: u64| format!("{:.1} MiB", b as f64 / MIB);
     let rows: Vec<(&str, String)> = vec![
-        ("agents (N)", r.agents.to_string()),
+        ("agents (N)", r.figures.agents.to_string()),
         (
             "sessions (joins / leaves)",
             format!("{} ({} / {})", r.sessions, r.joins, r.leaves),
         ),
-        ("counted segments", r.segments.to_string()),
-        ("origin segment bytes", mib(r.origin_segment_bytes)),
-        ("unique segment bytes", mib(r.unique_segment_bytes)),
+        ("counted segments", r.figures.segments.to_string()),
+        ("origin segment bytes", mib(r.figures.origin_segment_bytes)),
+        ("unique segment bytes", mib(r.figures.unique_segment_bytes)),
         (
             "origin copies per segment",
-            format!("{:.2}  (ideal 1.00)", r.origin_copies_per_segment),
+            format!("{:.2}  (ideal 1.00)", r.figures.origin_copies_per_segment),
         ),
         (
             "offload",
             format!(
                 "{:.1} %  (ideal 1 − 1/N = {:.1} %, upload bound {:.1} %)",
-                100.0 * r.offload_ratio,
-                100.0 * r.ideal_offload,
-                100.0 * r.upload_bound
+                100.0 * r.figures.offload_ratio,
+                100.0 * r.figures.ideal_offload,
+                100.0 * r.figures.upload_bound
             ),
         ),
         (
             "stalls",
             format!(
                 "{} ({:.2} s of {:.0} s watched)",
-                r.stalls, r.stall_seconds, r.watch_seconds
+                r.figures.stalls, r.figures.stall_seconds, r.watch_seconds
             ),
         ),
         (
             "startup p50 / p95",
-            format!("{:.0} / {:.0} ms", r.startup_ms_p50, r.startup_ms_p95),
+            format!(
+                "{:.0} / {:.0} ms",
+                r.figures.startup_ms_p50, r.figures.startup_ms_p95
+            ),
         ),
         (
             "agent CPU mean",
-            format!("{:.1} % of a core", r.agent_cpu_percent_mean),
+            format!(
+                "{:.1} % of a core",
+                r.figures.agent_cpu_percent_mean.unwrap_or(0.0)
+            ),
         ),
-        ("agent RSS max", format!("{:.1} MiB", r.agent_rss_mb_max)),
-        ("tracker RSS", format!("{:.1} MiB", r.tracker_rss_mb)),
+        (
+            "agent RSS max",
+            format!("{:.1} MiB", r.figures.agent_rss_mb_max.unwrap_or(0.0)),
+        ),
+        (
+            "tracker RSS",
+            format!("{:.1} MiB", r.figures.tracker_rss_mb.unwrap_or(0.0)),
+        ),
         ("peer bytes", mib(r.peer_bytes)),
         (
             "origin fetches by reason",
@@ -342,19 +332,19 @@ mod tests {
         sessions[1].origin_fetches.insert("elected".into(), 1);
         sessions[1].origin_fetches.insert("fallback".into(), 1);
         let r = build(&facts, &sessions);
-        assert_eq!(r.segments, 3);
-        assert_eq!(r.unique_segment_bytes, 300);
-        assert_eq!(r.origin_segment_bytes, 400);
-        assert!((r.origin_copies_per_segment - 4.0 / 3.0).abs() < 1e-9);
+        assert_eq!(r.figures.segments, 3);
+        assert_eq!(r.figures.unique_segment_bytes, 300);
+        assert_eq!(r.figures.origin_segment_bytes, 400);
+        assert!((r.figures.origin_copies_per_segment - 4.0 / 3.0).abs() < 1e-9);
         assert_eq!(r.delivered_segment_bytes, 600);
-        assert!((r.offload_ratio - (1.0 - 400.0 / 600.0)).abs() < 1e-9);
-        assert!((r.ideal_offload - 0.5).abs() < 1e-9);
-        assert_eq!(r.upload_bound, 1.0);
-        assert_eq!(r.startup_ms_p50, 500.0);
-        assert_eq!(r.startup_ms_p95, 1500.0);
-        assert!((r.agent_cpu_percent_mean - 10.0).abs() < 1e-9);
-        assert!((r.agent_rss_mb_max - 20.0).abs() < 1e-9);
-        assert!((r.tracker_rss_mb - 8.0).abs() < 1e-9);
+        assert!((r.figures.offload_ratio - (1.0 - 400.0 / 600.0)).abs() < 1e-9);
+        assert!((r.figures.ideal_offload - 0.5).abs() < 1e-9);
+        assert_eq!(r.figures.upload_bound, 1.0);
+        assert_eq!(r.figures.startup_ms_p50, 500.0);
+        assert_eq!(r.figures.startup_ms_p95, 1500.0);
+        assert!((r.figures.agent_cpu_percent_mean.expect("measured") - 10.0).abs() < 1e-9);
+        assert!((r.figures.agent_rss_mb_max.expect("measured") - 20.0).abs() < 1e-9);
+        assert!((r.figures.tracker_rss_mb.expect("measured") - 8.0).abs() < 1e-9);
         assert_eq!(r.origin_fetches["elected"], 4);
         assert_eq!(r.origin_fetches["fallback"], 1);
         let t = table(&r);
@@ -370,16 +360,16 @@ mod tests {
             ..RunFacts::default()
         };
         let r = build(&facts, &[Session::default()]);
-        assert!((r.upload_bound - 0.8).abs() < 1e-9);
-        assert_eq!(r.offload_ratio, 0.0);
-        assert_eq!(r.origin_copies_per_segment, 0.0);
+        assert!((r.figures.upload_bound - 0.8).abs() < 1e-9);
+        assert_eq!(r.figures.offload_ratio, 0.0);
+        assert_eq!(r.figures.origin_copies_per_segment, 0.0);
         assert_eq!(r.failed_startups, 1);
-        assert_eq!(r.startup_ms_p50, 0.0);
+        assert_eq!(r.figures.startup_ms_p50, 0.0);
         let capped = RunFacts {
             upload_cap_bps: Some(4_000_000.0),
             ..facts
         };
-        assert_eq!(build(&capped, &[]).upload_bound, 1.0);
+        assert_eq!(build(&capped, &[]).figures.upload_bound, 1.0);
     }
 
     #[test]
