@@ -1945,27 +1945,21 @@ impl Scheduler {
         }
     }
 
-    /// Next time `drive` has something to decide for this segment, even if already past.
-    fn wake_raw(&self, seg: &Seg) -> Option<Instant> {
+    /// Calls `consider` with every time at which `drive` has something to decide for this
+    /// segment (deadlines, stall checks, busy back-offs, the backstop), whether past or not.
+    /// `None` when nothing is pending; `Some(t)` with a retry time that overrides the rest.
+    fn wake_times(&self, seg: &Seg, mut consider: impl FnMut(Instant)) -> Option<Option<Instant>> {
         if seg.is_final() || !seg.wanted || seg.has_origin_fetch() {
             return None;
         }
         if let Some(t) = seg.origin_retry_at {
-            return Some(t);
+            return Some(Some(t));
         }
-        let mut best: Option<Instant> = None;
-        let mut consider = |t: Instant| best = Some(best.map_or(t, |b: Instant| b.min(t)));
         if seg.fetches.is_empty() {
-            if let Some(d) = seg.peer_deadline {
-                consider(d);
-            }
             if seg.origin_attempts == 0
                 && let Some(b) = seg.backstop_at
             {
                 consider(b);
-            }
-            if let Some(n) = seg.need_by {
-                consider(n.checked_sub(self.margin_now()).unwrap_or(n));
             }
             for (_, m) in &seg.marks {
                 if let Mark::BusyUntil(t) = m {
@@ -1976,60 +1970,36 @@ impl Scheduler {
             for f in &seg.fetches {
                 consider(f.last_progress + self.cfg.stall_timeout);
             }
-            if let Some(d) = seg.peer_deadline {
-                consider(d);
-            }
-            if let Some(n) = seg.need_by {
-                consider(n.checked_sub(self.margin_now()).unwrap_or(n));
-            }
         }
-        best
+        if let Some(d) = seg.peer_deadline {
+            consider(d);
+        }
+        if let Some(n) = seg.need_by {
+            consider(n.checked_sub(self.margin_now()).unwrap_or(n));
+        }
+        Some(None)
+    }
+
+    /// Next time `drive` has something to decide for this segment, even if already past.
+    fn wake_raw(&self, seg: &Seg) -> Option<Instant> {
+        let mut best: Option<Instant> = None;
+        let retry = self.wake_times(seg, |t| best = Some(best.map_or(t, |b| b.min(t))))?;
+        retry.or(best)
     }
 
     /// Like `wake_raw` but never in the past relative to the latest input, so drivers do not spin
     /// on a condition `drive` already handled (e.g. a passed deadline with a healthy transfer).
     fn wake(&self, seg: &Seg) -> Option<Instant> {
         let mut best: Option<Instant> = None;
-        let mut consider = |t: Instant| {
+        let retry = self.wake_times(seg, |t| {
             if t > self.last_now {
-                best = Some(best.map_or(t, |b: Instant| b.min(t)));
+                best = Some(best.map_or(t, |b| b.min(t)));
             }
-        };
-        if seg.is_final() || !seg.wanted || seg.has_origin_fetch() {
-            return None;
+        })?;
+        match retry {
+            Some(t) => Some(t.max(self.last_now)),
+            None => best,
         }
-        if let Some(t) = seg.origin_retry_at {
-            return Some(t.max(self.last_now));
-        }
-        if seg.fetches.is_empty() {
-            if let Some(d) = seg.peer_deadline {
-                consider(d);
-            }
-            if seg.origin_attempts == 0
-                && let Some(b) = seg.backstop_at
-            {
-                consider(b);
-            }
-            if let Some(n) = seg.need_by {
-                consider(n.checked_sub(self.margin_now()).unwrap_or(n));
-            }
-            for (_, m) in &seg.marks {
-                if let Mark::BusyUntil(t) = m {
-                    consider(*t);
-                }
-            }
-        } else {
-            for f in &seg.fetches {
-                consider(f.last_progress + self.cfg.stall_timeout);
-            }
-            if let Some(d) = seg.peer_deadline {
-                consider(d);
-            }
-            if let Some(n) = seg.need_by {
-                consider(n.checked_sub(self.margin_now()).unwrap_or(n));
-            }
-        }
-        best
     }
 }
 
