@@ -335,6 +335,10 @@ const DOCS: &[(&str, &str)] = &[
         "A peer transfer without progress for this long is hedged to another peer or the origin.",
     ),
     (
+        "p2p.startup_wait",
+        "Longest wait for a peer copy of the segment a player starts or seeks to when no connected peer holds it. Lower starts playback sooner but closer to the live edge, which leaves peers less time for later segments (less offload); 0s fetches it from the origin at once.",
+    ),
+    (
         "p2p.swarm_idle_timeout",
         "A swarm nobody played from for this long is left.",
     ),
@@ -629,6 +633,16 @@ mod tests {
         assert!(text.contains("not in origin.allow"), "{text}");
         assert!(text.contains("used twice"), "{text}");
         assert!(text.contains("is not a URL"), "{text}");
+    }
+
+    #[test]
+    fn startup_wait_is_bounded_and_zero_is_allowed() {
+        let f = file("[p2p]\nstartup_wait = \"31s\"\n");
+        let err = load(Some(&f.0), env(&[]), &Overrides::default()).expect_err("invalid");
+        assert!(err.to_string().contains("p2p.startup_wait"), "{err}");
+        let f = file("[p2p]\nstartup_wait = \"0s\"\n");
+        let cfg = load(Some(&f.0), env(&[]), &Overrides::default()).expect("valid");
+        assert!(cfg.p2p.startup_wait.is_zero());
     }
 
     #[test]

@@ -176,6 +176,12 @@ pub struct P2pConfig {
     /// A peer transfer without progress for this long is hedged to another peer or the origin.
     #[serde(with = "humantime_serde")]
     pub stall_timeout: Duration,
+    /// Longest wait for a peer copy of the segment a player starts or seeks to, while no
+    /// connected peer is known to hold it; 0 fetches it from the origin at once. The wait also
+    /// sets how far behind the live edge playback starts, so lowering it trades offload for
+    /// startup time.
+    #[serde(with = "humantime_serde")]
+    pub startup_wait: Duration,
     /// A swarm nobody played from for this long is left.
     #[serde(with = "humantime_serde")]
     pub swarm_idle_timeout: Duration,
@@ -196,6 +202,7 @@ impl Default for P2pConfig {
             upload_rate_cap: ByteSize::b(0),
             peer_wait_budget: Duration::ZERO,
             stall_timeout: Duration::from_secs(1),
+            startup_wait: Duration::from_secs(1),
             swarm_idle_timeout: Duration::from_secs(30),
             webrtc: crate::transport::TransportConfig::default(),
         }
@@ -420,6 +427,9 @@ impl AgentConfig {
         }
         if self.p2p.stall_timeout.is_zero() {
             errs.push("p2p.stall_timeout must be greater than zero".into());
+        }
+        if self.p2p.startup_wait > Duration::from_secs(30) {
+            errs.push("p2p.startup_wait must be at most 30s".into());
         }
         if self.p2p.hungry_announce_interval.is_zero() || self.p2p.announce_interval.is_zero() {
             errs.push("p2p announce intervals must be greater than zero".into());

@@ -2452,6 +2452,18 @@ mod tests {
     }
 
     #[test]
+    fn zero_startup_wait_fetches_the_first_segment_from_the_origin_at_once() {
+        let t0 = Instant::now();
+        let cfg = SchedulerConfig {
+            player_wait_budget: Duration::ZERO,
+            ..no_seed()
+        };
+        let mut s = joined(t0, 1, &[], cfg);
+        assert_eq!(s.handle_player_request(t0, 3), PlayerOutcome::Waiting);
+        assert!(origin(&drain(&mut s)).iter().any(|o| o.0 == 3));
+    }
+
+    #[test]
     fn player_waiting_with_no_holder_goes_to_origin_at_once() {
         let t0 = Instant::now();
         let mut s = joined(t0, 1, &[2], no_seed());

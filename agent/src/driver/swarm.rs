@@ -170,6 +170,7 @@ impl SwarmTask {
             upload_rate_cap: (p.upload_rate_cap.as_u64() > 0).then(|| p.upload_rate_cap.as_u64()),
             peer_wait_budget: (!p.peer_wait_budget.is_zero()).then_some(p.peer_wait_budget),
             stall_timeout: p.stall_timeout,
+            player_wait_budget: p.startup_wait,
             allow_unverified: s.allow_unverified,
             max_segments: 65_536,
             ..SchedulerConfig::default()
