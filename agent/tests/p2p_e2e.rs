@@ -112,6 +112,18 @@ fn origin_segment_bytes(origin: &Origin) -> (u64, u64) {
     (total, unique)
 }
 
+/// The largest segment body the origin served.
+fn largest_segment(origin: &Origin) -> u64 {
+    origin
+        .stats()
+        .by_path
+        .iter()
+        .filter(|(path, c)| path.ends_with(".ts") && c.requests > 0)
+        .map(|(_, c)| c.bytes / c.requests)
+        .max()
+        .unwrap_or(0)
+}
+
 /// These tests run real-time players; running two at once on a 2-core machine would measure
 /// the machine, not the agent.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -138,6 +150,7 @@ async fn four_agent_run() -> f64 {
     }
     let mut peer_bytes = 0.0;
     let mut failures = 0.0;
+    let mut cache_max: f64 = 0.0;
     for (a, r) in agents.iter().zip(&reports) {
         assert_identical(r, &live.digests);
         assert_eq!(
@@ -164,11 +177,19 @@ async fn four_agent_run() -> f64 {
             "source=\"peer\"",
         );
         failures += metric(&m, "hivecast_agent_integrity_failures_total", "");
+        cache_max = cache_max.max(metric(&m, "hivecast_agent_cache_bytes", ""));
     }
+    // Live segments 8 behind the window are freed: the cache holds about one window (6) + 8,
+    // not the whole run (31 segments in 62 s).
+    let largest = largest_segment(&live.origin);
+    assert!(
+        cache_max <= 16.0 * largest as f64,
+        "an agent caches {cache_max} bytes; largest segment {largest}"
+    );
     let (origin_bytes, unique) = origin_segment_bytes(&live.origin);
     let ratio = origin_bytes as f64 / unique as f64;
     eprintln!(
-        "origin segment bytes {origin_bytes}, distinct {unique}, copies per segment {ratio:.2}, peer bytes {peer_bytes}"
+        "origin segment bytes {origin_bytes}, distinct {unique}, copies per segment {ratio:.2}, peer bytes {peer_bytes}, largest agent cache {cache_max} bytes (largest segment {largest})"
     );
     assert!(peer_bytes > 0.0, "agents shared nothing");
     assert_eq!(failures, 0.0);

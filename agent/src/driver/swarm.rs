@@ -154,6 +154,10 @@ pub struct SwarmTask {
     final_url: Url,
 }
 
+/// Live segments are kept (indexed, cached) this many sequence numbers before the first
+/// segment of the current playlist, then dropped from the index and the segment cache.
+const KEEP_BEHIND_WINDOW: u64 = 8;
+
 fn encode_msg(m: &Message) -> Option<Bytes> {
     let mut b = BytesMut::new();
     encode(m, &mut b).ok()?;
@@ -498,8 +502,22 @@ impl SwarmTask {
             index.push((index_key(&s.url, range), s.seq));
         }
         let first = info.segments.first().map_or(0, |s| s.seq);
-        let keep_from = first.saturating_sub(8);
-        self.segs.retain(|&seq, _| seq >= keep_from);
+        let keep_from = first.saturating_sub(KEEP_BEHIND_WINDOW);
+        let expired: Vec<u64> = self.segs.range(..keep_from).map(|(seq, _)| *seq).collect();
+        for seq in expired {
+            let Some(seg) = self.segs.remove(&seq) else {
+                continue;
+            };
+            // A live segment this far behind the window is no longer listed to any player
+            // and peers no longer ask for it: free its bytes now rather than when the byte
+            // budget forces it, so a viewer's memory stays near one playlist window.
+            if !info.endlist {
+                self.s.proxy.segment_cache().remove(&SegmentKey {
+                    url: strip(&seg.url),
+                    range: seg.range,
+                });
+            }
+        }
         if let Some(p2p) = self.s.p2p.upgrade() {
             p2p.index_segments(self.s.info_hash, index, keep_from);
         }
