@@ -227,13 +227,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 fn find_binaries(flag: Option<&Path>) -> anyhow::Result<(PathBuf, PathBuf)> {
-    let dir = match flag {
-        Some(d) => d.to_path_buf(),
-        None => std::env::current_exe()
-            .ok()
-            .and_then(|e| e.parent().map(Path::to_path_buf))
-            .unwrap_or_else(|| PathBuf::from(".")),
-    };
+    let dir = hivecast_demo::demo::bin_dir(flag);
     let find = |name: &str| {
         let p = dir.join(name);
         if p.is_file() {

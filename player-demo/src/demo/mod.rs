@@ -394,7 +394,9 @@ fn find_hls_js(flag: Option<&Path>) -> Result<PathBuf, DemoError> {
         })
 }
 
-fn bin_dir(flag: Option<&Path>) -> PathBuf {
+/// The directory holding the hivecast binaries: `flag` if given, else the directory of the
+/// running executable (the cargo profile directory in a build tree).
+pub fn bin_dir(flag: Option<&Path>) -> PathBuf {
     if let Some(d) = flag {
         return d.to_path_buf();
     }
