@@ -57,6 +57,11 @@ enum Command {
         /// Poll interval in watch mode.
         #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
         interval: std::time::Duration,
+        /// Also publish a SHA-256 per chunk of this many bytes of each segment (4096 to
+        /// 16777216), so agents can forward verified chunks before the whole segment has
+        /// arrived; 0 = whole-segment digests only (for agents older than chunk digests).
+        #[arg(long, value_name = "BYTES", default_value_t = hivecast_agent::integrity::DEFAULT_CHUNK_SIZE)]
+        chunk_size: u32,
     },
 }
 
@@ -124,10 +129,17 @@ fn main() -> ExitCode {
             dir,
             watch,
             interval,
+            chunk_size,
         } => {
+            if let Err(e) = hivecast_agent::integrity::publish::check_chunk_size(chunk_size) {
+                eprintln!("hivecast-agent publish-digests: --chunk-size: {e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
             init_logging("info", false);
             runtime.block_on(async move {
-                match hivecast_agent::integrity::publish::run(&dir, watch, interval).await {
+                match hivecast_agent::integrity::publish::run(&dir, watch, interval, chunk_size)
+                    .await
+                {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => {
                         eprintln!("hivecast-agent publish-digests: {e}");

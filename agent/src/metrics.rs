@@ -135,6 +135,8 @@ pub struct Metrics {
     pub streams: IntGaugeVec,
     /// `hivecast_agent_p2p_origin_fetches_total{reason}`
     pub p2p_origin_fetches: IntCounterVec,
+    /// `hivecast_agent_p2p_cut_through_uploads_total`
+    pub p2p_cut_through_uploads: IntCounter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -258,6 +260,11 @@ impl Metrics {
                 &["reason"],
             )
             .expect("valid metric"),
+            p2p_cut_through_uploads: IntCounter::new(
+                "hivecast_agent_p2p_cut_through_uploads_total",
+                "Uploads to peers of a segment this agent was still receiving (served chunk by verified chunk).",
+            )
+            .expect("valid metric"),
             registry,
         };
         let build_info = IntGaugeVec::new(
@@ -287,6 +294,7 @@ impl Metrics {
             Box::new(m.rewrite_seconds.clone()),
             Box::new(m.streams.clone()),
             Box::new(m.p2p_origin_fetches.clone()),
+            Box::new(m.p2p_cut_through_uploads.clone()),
             Box::new(build_info),
         ] {
             m.registry.register(c).expect("unique metric names");

@@ -223,10 +223,10 @@ fn digest_lookup(t: &DigestTable) -> impl Fn(u64) -> Option<String> + Send + Syn
 
 async fn hostile_case(mode: hostile::Mode) {
     let live = live_origin(
-        if mode == hostile::Mode::Corrupt {
-            "corrupt"
-        } else {
-            "drop"
+        match mode {
+            hostile::Mode::Corrupt => "corrupt",
+            hostile::Mode::CorruptChunk => "corrupt-chunk",
+            hostile::Mode::DropMidTransfer => "drop",
         },
         true,
     )
@@ -262,7 +262,7 @@ async fn hostile_case(mode: hostile::Mode) {
         "the agent never asked the hostile peer (test did not exercise the path)"
     );
     match mode {
-        hostile::Mode::Corrupt => {
+        hostile::Mode::Corrupt | hostile::Mode::CorruptChunk => {
             let failures = metric(&m, "hivecast_agent_integrity_failures_total", "");
             assert!(failures >= 1.0, "corrupt segment not detected");
             // Banned for the swarm session after its first bad segment: only requests already
@@ -292,6 +292,19 @@ async fn corrupt_peer_is_detected_banned_and_routed_around() {
     tokio::time::timeout(
         Duration::from_secs(120),
         hostile_case(hostile::Mode::Corrupt),
+    )
+    .await
+    .expect("test timed out");
+}
+
+/// The peer sends the real segment with one byte flipped in a chunk and then nothing more: the
+/// chunk digests catch it mid-transfer (without them the transfer would just stall).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_chunk_is_caught_mid_transfer_and_the_peer_banned() {
+    let _serial = serial().await;
+    tokio::time::timeout(
+        Duration::from_secs(120),
+        hostile_case(hostile::Mode::CorruptChunk),
     )
     .await
     .expect("test timed out");

@@ -17,6 +17,7 @@ fn bench(c: &mut Criterion) {
     let have = Message::Have {
         seq: 123_456,
         digest: Some(Digest([7; 32])),
+        partial: false,
     };
     let mut g = c.benchmark_group("peer_proto");
     for (name, msg) in [("data_64k", &data), ("have", &have)] {

@@ -28,6 +28,10 @@ pub struct Args {
     /// Fraction of viewers leaving (and replaced) per minute, e.g. 0.02.
     #[arg(long, default_value_t = 0.02)]
     churn: f64,
+    /// Chunk size of the published chunk digests, bytes (default: the simulator config's,
+    /// 65536); 0 = whole-segment digests only (store-and-forward).
+    #[arg(long)]
+    chunk_size: Option<u64>,
     /// RNG seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -55,6 +59,10 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     cfg.upload_mean_x = a.upload;
     cfg.churn_per_min = a.churn;
     cfg.seed = a.seed;
+    if let Some(c) = a.chunk_size {
+        cfg.chunk_size = c;
+    }
+    sim::validate(&cfg).map_err(|e| anyhow::anyhow!("invalid simulation config:\n{e}"))?;
     let t0 = Instant::now();
     let report = sim::run(&cfg);
     let wall = t0.elapsed().as_secs_f64();

@@ -53,7 +53,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::digest::{DigestManifest, sha256_hex, sidecar_path, write_atomic};
+use crate::digest::{
+    CHUNK_SIZE, DigestManifest, chunks_hex, sha256_hex, sidecar_path, write_atomic,
+};
 use crate::playlist::{self, Playlist, PlaylistError};
 use crate::timefmt::rfc3339_millis;
 
@@ -219,11 +221,14 @@ struct SourceSegment {
     duration: f64,
     ext: String,
     sha256: String,
+    /// Chunk digests at [`CHUNK_SIZE`] (`None`: too many chunks).
+    chunks: Option<String>,
 }
 
 struct Init {
     bytes: Vec<u8>,
     sha256: String,
+    chunks: Option<String>,
 }
 
 /// One live media playlist being packaged. See the module docs.
@@ -329,6 +334,7 @@ impl LivePackager {
             let bytes = std::fs::read(&path).map_err(io_err(&path))?;
             source.push(SourceSegment {
                 sha256: sha256_hex(&bytes),
+                chunks: chunks_hex(&bytes, CHUNK_SIZE),
                 bytes,
                 duration: seg.duration,
                 ext,
@@ -344,6 +350,7 @@ impl LivePackager {
                 let bytes = std::fs::read(&path).map_err(io_err(&path))?;
                 Some(Init {
                     sha256: sha256_hex(&bytes),
+                    chunks: chunks_hex(&bytes, CHUNK_SIZE),
                     bytes,
                 })
             }
@@ -515,15 +522,28 @@ impl LivePackager {
     }
 
     /// The digest sidecar for the current state: every segment still on disk (window and
-    /// retired) plus the init section.
+    /// retired) plus the init section, each with its whole digest and its chunk digests at
+    /// [`CHUNK_SIZE`](crate::digest::CHUNK_SIZE) bytes (hashed once, when the source loads).
     pub fn digest_manifest(&self) -> DigestManifest {
         let mut m = DigestManifest::new();
+        m.chunk_size = Some(CHUNK_SIZE);
+        m.chunks = Some(Default::default());
         for seg in self.retired.iter().chain(self.window.iter()) {
             m.segments.insert(seg.uri.clone(), seg.sha256.clone());
+            if let Some(hex) = self
+                .source
+                .get(seg.source_index)
+                .and_then(|s| s.chunks.clone())
+            {
+                m.insert_chunks(seg.uri.clone(), CHUNK_SIZE, hex);
+            }
         }
         if let Some(init) = &self.init {
             m.segments
                 .insert(self.cfg.init_name.clone(), init.sha256.clone());
+            if let Some(hex) = init.chunks.clone() {
+                m.insert_chunks(self.cfg.init_name.clone(), CHUNK_SIZE, hex);
+            }
         }
         m
     }

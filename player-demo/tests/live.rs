@@ -18,6 +18,11 @@ fn read_media(path: &Path) -> MediaPlaylist {
     playlist::parse_media(&text).expect("parse playlist")
 }
 
+/// The sidecar `chunks` value for a body, computed here independently of the packager.
+fn chunk_hashes(bytes: &[u8]) -> String {
+    bytes.chunks(65536).map(sha256_hex).collect()
+}
+
 fn source_bytes(fx: &Fixtures, rel_dir: &str, index: usize, ext: &str) -> Vec<u8> {
     std::fs::read(fx.path(rel_dir).join(format!("src_{index:03}.{ext}"))).expect("source segment")
 }
@@ -152,6 +157,9 @@ fn fmp4_source_with_digest_sidecar() {
             std::fs::read_to_string(out.path().join("index.sha256.json")).expect("sidecar");
         let manifest = DigestManifest::from_json(&sidecar).expect("sidecar json");
         assert_eq!(manifest.segments.get("init.mp4"), Some(&sha256_hex(&init)));
+        assert_eq!(manifest.chunk_size, Some(65536));
+        let chunks = manifest.chunks.as_ref().expect("chunk digests");
+        assert_eq!(chunks.get("init.mp4"), Some(&chunk_hashes(&init)));
         for s in &m.segments {
             assert!(s.uri.ends_with(".m4s"));
             let bytes = std::fs::read(out.path().join(&s.uri)).expect("segment");
@@ -161,6 +169,7 @@ fn fmp4_source_with_digest_sidecar() {
                 "{}",
                 s.uri
             );
+            assert_eq!(chunks.get(&s.uri), Some(&chunk_hashes(&bytes)), "{}", s.uri);
         }
         assert_eq!(manifest, p.digest_manifest());
     }

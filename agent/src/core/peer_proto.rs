@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | `0x00` | [`Message::Handshake`] | `version u16`, `info_hash [20]`, `peer_id [20]`, `capabilities u32`, `max_frame u32` |
 //! | `0x01` | [`Message::Keepalive`] | empty |
-//! | `0x02` | [`Message::Have`] | `seq u64`, `flags u8` (bit 0: digest follows), `[digest 32]` |
+//! | `0x02` | [`Message::Have`] | `seq u64`, `flags u8` (bit 0: digest follows; bit 1: partial), `[digest 32]` |
 //! | `0x03` | [`Message::Bitfield`] | `base_seq u64`, `nbits u16`, `ceil(nbits/8)` bytes, bit `i` (MSB first) = `base_seq + i`; padding bits zero |
 //! | `0x04` | [`Message::Request`] | `req_id u32`, `seq u64`, `flags u8`, `[digest 32]` |
 //! | `0x05` | [`Message::Cancel`] | `req_id u32` |
@@ -61,6 +61,9 @@ const T_ABSENT: u8 = 0x07;
 const T_BUSY: u8 = 0x08;
 
 const FLAG_DIGEST: u8 = 0x01;
+/// `Have` only: the sender is still receiving the segment and serves its verified chunks as
+/// they arrive (cut-through). Sent only to peers announcing [`Capabilities::CUT_THROUGH`].
+const FLAG_PARTIAL: u8 = 0x02;
 
 /// Limits applied when decoding (and encoding) frames.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,6 +95,9 @@ impl Capabilities {
     pub const UPLOAD: Capabilities = Capabilities(1 << 0);
     /// The peer shares segments without digests (the stream runs with `integrity = "off"`).
     pub const UNVERIFIED: Capabilities = Capabilities(1 << 1);
+    /// The peer understands partial `Have`s and serves segments it is still receiving, chunk
+    /// by verified chunk (the stream publishes chunk digests).
+    pub const CUT_THROUGH: Capabilities = Capabilities(1 << 2);
 
     /// True if every bit of `other` is set.
     pub fn contains(self, other: Capabilities) -> bool {
@@ -182,12 +188,15 @@ pub enum Message {
     },
     /// Sent when nothing else was sent for a while.
     Keepalive,
-    /// The sender holds a verified copy of segment `seq` with this digest.
+    /// The sender holds a verified copy of segment `seq` with this digest, or (`partial`) is
+    /// receiving one and can serve its verified chunks as they arrive.
     Have {
         /// Segment sequence number.
         seq: u64,
         /// Digest of the copy (`None` only in streams running without integrity).
         digest: Option<Digest>,
+        /// Still being received (cut-through); a later `Have` without the flag says it is whole.
+        partial: bool,
     },
     /// The sender holds the segments whose bits are set, counted from `base_seq`.
     Bitfield {
@@ -345,13 +354,13 @@ impl Message {
     }
 }
 
-fn put_digest(out: &mut BytesMut, digest: &Option<Digest>) {
+fn put_digest(out: &mut BytesMut, digest: &Option<Digest>, extra_flags: u8) {
     match digest {
         Some(d) => {
-            out.put_u8(FLAG_DIGEST);
+            out.put_u8(FLAG_DIGEST | extra_flags);
             out.put_slice(&d.0);
         }
-        None => out.put_u8(0),
+        None => out.put_u8(extra_flags),
     }
 }
 
@@ -411,10 +420,14 @@ pub fn encode_with(
             out.put_u32(*max_frame);
         }
         Message::Keepalive => out.put_u8(T_KEEPALIVE),
-        Message::Have { seq, digest } => {
+        Message::Have {
+            seq,
+            digest,
+            partial,
+        } => {
             out.put_u8(T_HAVE);
             out.put_u64(*seq);
-            put_digest(out, digest);
+            put_digest(out, digest, if *partial { FLAG_PARTIAL } else { 0 });
         }
         Message::Bitfield { base_seq, bits } => {
             out.put_u8(T_BITFIELD);
@@ -430,7 +443,7 @@ pub fn encode_with(
             out.put_u8(T_REQUEST);
             out.put_u32(*req_id);
             out.put_u64(*seq);
-            put_digest(out, digest);
+            put_digest(out, digest, 0);
         }
         Message::Cancel { req_id } => {
             out.put_u8(T_CANCEL);
@@ -521,16 +534,19 @@ impl Reader {
         self.buf.copy_to_slice(&mut a);
         Ok(a)
     }
-    fn digest(&mut self) -> Result<Option<Digest>, ProtoError> {
+    /// A flags byte (only `FLAG_DIGEST` and the bits of `extra` allowed) and the digest it
+    /// announces; returns the `extra` bits that were set.
+    fn digest(&mut self, extra: u8) -> Result<(Option<Digest>, u8), ProtoError> {
         let flags = self.u8()?;
-        if flags & !FLAG_DIGEST != 0 {
+        if flags & !(FLAG_DIGEST | extra) != 0 {
             return Err(ProtoError::BadFlags(flags));
         }
-        if flags & FLAG_DIGEST != 0 {
-            Ok(Some(Digest(self.array::<32>()?)))
+        let digest = if flags & FLAG_DIGEST != 0 {
+            Some(Digest(self.array::<32>()?))
         } else {
-            Ok(None)
-        }
+            None
+        };
+        Ok((digest, flags & extra))
     }
     fn finish(self) -> Result<(), ProtoError> {
         if self.buf.has_remaining() {
@@ -602,8 +618,12 @@ pub fn decode_with(frame: Bytes, limits: &ProtoLimits) -> Result<Message, ProtoE
         T_KEEPALIVE => Message::Keepalive,
         T_HAVE => {
             let seq = r.u64()?;
-            let digest = r.digest()?;
-            Message::Have { seq, digest }
+            let (digest, extra) = r.digest(FLAG_PARTIAL)?;
+            Message::Have {
+                seq,
+                digest,
+                partial: extra != 0,
+            }
         }
         T_BITFIELD => {
             let base_seq = r.u64()?;
@@ -632,7 +652,7 @@ pub fn decode_with(frame: Bytes, limits: &ProtoLimits) -> Result<Message, ProtoE
         T_REQUEST => {
             let req_id = r.u32()?;
             let seq = r.u64()?;
-            let digest = r.digest()?;
+            let (digest, _) = r.digest(0)?;
             Message::Request {
                 req_id,
                 seq,
@@ -784,6 +804,11 @@ impl Reassembly {
     /// Total length announced by the sender, once the first chunk arrived.
     pub fn total(&self) -> Option<u32> {
         self.total
+    }
+
+    /// The bytes received so far, from offset 0 (unverified).
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf
     }
 
     /// Feeds one chunk. Chunks must be contiguous from offset 0 with a constant `total_len`.
@@ -1059,6 +1084,12 @@ impl PeerSession {
         self.transfers.len()
     }
 
+    /// The bytes of transfer `req_id` received so far, from offset 0 (unverified: the driver
+    /// checks them chunk by chunk before using any).
+    pub fn received_bytes(&self, req_id: u32) -> Option<&[u8]> {
+        self.transfers.get(&req_id).map(Reassembly::bytes)
+    }
+
     /// Handles one received frame.
     pub fn handle_frame(
         &mut self,
@@ -1206,10 +1237,17 @@ mod tests {
             Message::Have {
                 seq: 42,
                 digest: Some(Digest([9; 32])),
+                partial: false,
+            },
+            Message::Have {
+                seq: 43,
+                digest: Some(Digest([8; 32])),
+                partial: true,
             },
             Message::Have {
                 seq: 1,
                 digest: None,
+                partial: false,
             },
             Message::Bitfield {
                 base_seq: 100,
@@ -1307,10 +1345,20 @@ mod tests {
         let mut have = enc(&Message::Have {
             seq: 1,
             digest: None,
+            partial: false,
         })
         .to_vec();
-        have[9] = 0x02;
-        assert_eq!(decode(have.into()), Err(ProtoError::BadFlags(0x02)));
+        have[9] = 0x04;
+        assert_eq!(decode(have.into()), Err(ProtoError::BadFlags(0x04)));
+        // The partial bit exists only on `Have`.
+        let mut req = enc(&Message::Request {
+            req_id: 1,
+            seq: 1,
+            digest: None,
+        })
+        .to_vec();
+        req[13] = FLAG_PARTIAL;
+        assert_eq!(decode(req.into()), Err(ProtoError::BadFlags(FLAG_PARTIAL)));
         // Frame too large.
         let big = Bytes::from(vec![T_DATA; MAX_FRAME_LEN + 1]);
         assert!(matches!(decode(big), Err(ProtoError::FrameTooLarge { .. })));
@@ -1705,7 +1753,13 @@ mod tests {
                     max_frame: mf,
                 }),
             Just(Message::Keepalive),
-            (any::<u64>(), arb_digest()).prop_map(|(seq, digest)| Message::Have { seq, digest }),
+            (any::<u64>(), arb_digest(), any::<bool>()).prop_map(|(seq, digest, partial)| {
+                Message::Have {
+                    seq,
+                    digest,
+                    partial,
+                }
+            }),
             (
                 any::<u64>(),
                 proptest::collection::vec(any::<bool>(), 0..300)

@@ -81,6 +81,20 @@
 //! from the holder instead. About one agent per `step` fires, so a seedless segment costs about one
 //! extra origin copy instead of a fallback storm.
 //!
+//! # Cut-through
+//!
+//! When the sidecar publishes chunk digests for a segment ([`SegmentInfo::chunked`]), the driver
+//! verifies a peer transfer chunk by chunk. As soon as it holds one verified chunk it calls
+//! [`Scheduler::handle_partial_verified`] and we announce a *partial* `have`. Peers treat a
+//! partial holder as a source when no complete holder is free (complete holders first), and we
+//! accept their requests while our own fetch runs: the driver streams verified chunks as they
+//! arrive ([`Action::ServePeer`]). A hop then costs about one chunk time instead of one segment
+//! time, so a live segment reaches a swarm through a deep tree well before its deadline, where
+//! store-and-forward of whole segments allowed about two hops. A downstream transfer whose
+//! upstream stalls shows no progress and is hedged like any stalled transfer. Unverified bytes
+//! still never leave the driver. Origin fetches are not cut through: a seed announces when its
+//! origin copy is whole.
+//!
 //! # Bounded state
 //!
 //! Live segments older than the playlist window minus `keep_behind` are forgotten (their fetches
@@ -98,6 +112,9 @@ use crate::core::policy::{
     unit_interval,
 };
 use crate::core::swarm::{HAVE_WINDOW, SwarmView};
+
+/// A transfer is judged late only after its rate was measured over this long (seconds).
+const LATE_MIN_WINDOW: f64 = 0.2;
 
 /// Refused requesters offered a segment per freed upload slot.
 const OFFER_FANOUT: usize = 3;
@@ -121,6 +138,11 @@ fn backstop_rank(seq: u64, me: &PeerId, n: usize, k: f64) -> Option<f64> {
     let threshold = 1.0 - k / n as f64;
     let u = unit_interval(rendezvous_score(seq, me));
     (u < threshold).then_some((threshold - u) * n as f64)
+}
+
+/// `p` announced `seq`, whole or partial.
+fn holds(p: &crate::core::swarm::PeerEntry, seq: u64) -> bool {
+    p.have.contains(seq) || p.partial.contains(seq)
 }
 
 /// Scheduler configuration. `Default` gives the documented defaults.
@@ -164,6 +186,9 @@ pub struct SchedulerConfig {
     pub upload_burst: u64,
     /// Share segments that have no digest (`integrity = "off"`; default false).
     pub allow_unverified: bool,
+    /// Announce and serve segments with chunk digests while still receiving them (default
+    /// true; see the module docs, "Cut-through").
+    pub cut_through: bool,
     /// Live: segments kept after they leave the playlist window (default 4).
     pub keep_behind: u64,
     /// Most segments tracked at once (VOD playlists beyond it are truncated; default 65 536).
@@ -207,6 +232,7 @@ impl Default for SchedulerConfig {
             upload_rate_cap: None,
             upload_burst: 2 * 1024 * 1024,
             allow_unverified: false,
+            cut_through: true,
             keep_behind: 4,
             max_segments: 65_536,
             max_peer_attempts: 6,
@@ -299,6 +325,9 @@ pub struct SegmentInfo {
     pub duration: Duration,
     /// Size if known (byte range length), for projections.
     pub size_hint: Option<u64>,
+    /// The sidecar publishes chunk digests for it: it can be served to peers chunk by verified
+    /// chunk while it is still being received (cut-through).
+    pub chunked: bool,
 }
 
 /// A fetched media playlist.
@@ -396,14 +425,18 @@ pub enum Action {
         /// Request id.
         req_id: u32,
     },
-    /// Send `Have { seq, digest }` to every connected peer of the swarm.
+    /// Send `Have { seq, digest, partial }` to every connected peer of the swarm (a partial
+    /// one only to peers that announced the cut-through capability).
     SendHave {
         /// Segment.
         seq: u64,
         /// Digest.
         digest: Option<Digest>,
+        /// We are still receiving it and serve its verified chunks as they arrive.
+        partial: bool,
     },
-    /// Send `Have { seq, digest }` to one peer (we refused it earlier; a slot is free now).
+    /// Send `Have { seq, digest, partial }` to one peer (we refused it earlier; a slot is free
+    /// now).
     OfferHave {
         /// Peer.
         peer: PeerId,
@@ -411,6 +444,8 @@ pub enum Action {
         seq: u64,
         /// Digest.
         digest: Option<Digest>,
+        /// As in [`Action::SendHave`].
+        partial: bool,
     },
     /// Send `Bitfield { base_seq, bits }` to a newly connected peer.
     SendBitfield {
@@ -422,7 +457,9 @@ pub enum Action {
         bits: BitSet,
     },
     /// Upload segment `seq` to `peer` as `Data` chunks of `req_id`; report the end with
-    /// [`Scheduler::handle_upload_done`].
+    /// [`Scheduler::handle_upload_done`]. If we are still receiving `seq` (we announced it as
+    /// partial), send its verified chunks as they arrive; if our copy is given up
+    /// ([`Action::Failed`], or the segment is forgotten) answer `Absent` instead.
     ServePeer {
         /// Peer.
         peer: PeerId,
@@ -523,6 +560,10 @@ pub struct Counters {
     pub absent_sent: u64,
     /// Uploads started.
     pub uploads: u64,
+    /// … of which of a segment we were still receiving (cut-through).
+    pub uploads_partial: u64,
+    /// Partial `Have`s announced (segments we began to receive with chunk digests).
+    pub partial_haves: u64,
     /// Uploads finished.
     pub uploads_done: u64,
     /// Bytes uploaded (finished uploads).
@@ -576,6 +617,9 @@ struct Fetch {
     last_progress: Instant,
     received: u64,
     total: Option<u64>,
+    /// First progress report (time, bytes): the rate is measured from here, so the request's
+    /// round trip and a cut-through source's first chunk do not count as slowness.
+    first_progress: Option<(Instant, u64)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -587,6 +631,9 @@ enum Mark {
 #[derive(Clone, Debug)]
 struct Seg {
     digest: Option<Digest>,
+    chunked: bool,
+    /// We announced it as partial (we hold verified chunks and serve them as they arrive).
+    partial_sent: bool,
     duration: Duration,
     size: Option<u64>,
     peer_deadline: Option<Instant>,
@@ -611,6 +658,8 @@ impl Seg {
     fn new(info: &SegmentInfo) -> Self {
         Seg {
             digest: info.digest,
+            chunked: info.chunked,
+            partial_sent: false,
             duration: info.duration,
             size: info.size_hint,
             peer_deadline: None,
@@ -924,7 +973,7 @@ impl Scheduler {
             }
             let wanted = seg.wanted;
             // Peers may have announced it before our playlist showed it.
-            seg.holder_seen = self.swarm.peers().iter().any(|p| p.have.contains(info.seq));
+            seg.holder_seen = self.swarm.peers().iter().any(|p| holds(p, info.seq));
             self.segs.insert(info.seq, seg);
             if wanted {
                 self.active.insert(info.seq);
@@ -1220,7 +1269,11 @@ impl Scheduler {
             return;
         }
         match msg {
-            Message::Have { seq, digest } => self.on_have(now, peer, *seq, *digest),
+            Message::Have {
+                seq,
+                digest,
+                partial,
+            } => self.on_have(now, peer, *seq, *digest, *partial),
             Message::Bitfield { base_seq, bits } => {
                 let seqs: Vec<u64> = bits
                     .iter_set()
@@ -1261,6 +1314,7 @@ impl Scheduler {
                     self.swarm.record_failure(&peer);
                     if let Some(p) = self.swarm.get_mut(&peer) {
                         p.have.remove(o.seq);
+                        p.partial.remove(o.seq);
                     }
                     self.end_peer_fetch(o, Some(Mark::Failed));
                     self.drive(now, o.seq);
@@ -1283,7 +1337,14 @@ impl Scheduler {
         }
     }
 
-    fn on_have(&mut self, now: Instant, peer: PeerId, seq: u64, digest: Option<Digest>) {
+    fn on_have(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        seq: u64,
+        digest: Option<Digest>,
+        partial: bool,
+    ) {
         if let Some(seg) = self.segs.get(&seq)
             && seg.digest.is_some()
             && digest != seg.digest
@@ -1292,9 +1353,16 @@ impl Scheduler {
             return;
         }
         if let Some(p) = self.swarm.get_mut(&peer) {
-            p.have.insert(seq);
-            // A fresh announcement lifts an earlier busy mark from this peer.
+            if !partial {
+                p.have.insert(seq);
+                p.partial.remove(seq);
+            } else if p.have.contains(seq) {
+                return;
+            } else {
+                p.partial.insert(seq);
+            }
         }
+        // A fresh announcement lifts an earlier busy mark from this peer.
         if let Some(seg) = self.segs.get_mut(&seq) {
             seg.marks
                 .retain(|(p, m)| !(*p == peer && matches!(m, Mark::BusyUntil(_))));
@@ -1320,8 +1388,11 @@ impl Scheduler {
         seq: u64,
         digest: Option<Digest>,
     ) {
+        let mut partial = false;
         let holds = self.segs.get(&seq).is_some_and(|s| {
-            s.status == SegmentStatus::Have
+            partial = s.status != SegmentStatus::Have;
+            (s.status == SegmentStatus::Have
+                || (s.partial_sent && s.status != SegmentStatus::Failed))
                 && s.digest == digest
                 && (s.digest.is_some() || self.cfg.allow_unverified)
         });
@@ -1362,6 +1433,9 @@ impl Scheduler {
         }
         self.refused.retain(|(p, s)| !(*p == peer && *s == seq));
         self.counters.uploads += 1;
+        if partial {
+            self.counters.uploads_partial += 1;
+        }
         self.actions
             .push_back(Action::ServePeer { peer, req_id, seq });
     }
@@ -1403,13 +1477,17 @@ impl Scheduler {
             let Some(p) = self.swarm.get(&peer) else {
                 continue;
             };
-            if seg.status != SegmentStatus::Have || p.have.contains(seq) {
+            let partial = seg.status != SegmentStatus::Have;
+            if (partial && (!seg.partial_sent || seg.status == SegmentStatus::Failed))
+                || p.have.contains(seq)
+            {
                 continue;
             }
             self.actions.push_back(Action::OfferHave {
                 peer,
                 seq,
                 digest: seg.digest,
+                partial,
             });
             free -= 1;
         }
@@ -1442,10 +1520,39 @@ impl Scheduler {
             if received > f.received {
                 f.received = received;
                 f.last_progress = now;
+                if f.first_progress.is_none() {
+                    f.first_progress = Some((now, received));
+                }
             }
             f.total = Some(total);
         }
         self.drive(now, o.seq);
+    }
+
+    /// We hold at least one verified chunk of `seq` (a peer transfer of a chunked segment is
+    /// under way). The first call announces a partial `have`; see the module docs, "Cut-through".
+    pub fn handle_partial_verified(&mut self, now: Instant, seq: u64) {
+        self.last_now = now;
+        if !self.cfg.cut_through {
+            return;
+        }
+        let Some(seg) = self.segs.get_mut(&seq) else {
+            return;
+        };
+        if seg.partial_sent
+            || seg.status != SegmentStatus::Fetching
+            || !seg.chunked
+            || seg.digest.is_none()
+        {
+            return;
+        }
+        seg.partial_sent = true;
+        self.counters.partial_haves += 1;
+        self.actions.push_back(Action::SendHave {
+            seq,
+            digest: seg.digest,
+            partial: true,
+        });
     }
 
     /// Request `req_id` from `peer` completed; `verified` = its SHA-256 matched the digest (or
@@ -1540,7 +1647,7 @@ impl Scheduler {
                     seg.origin_retry_at = Some(now + self.cfg.origin_retry_backoff);
                     return;
                 }
-                let holders = self.swarm.peers().iter().any(|p| p.have.contains(seq));
+                let holders = self.swarm.peers().iter().any(|p| holds(p, seq));
                 if holders && seg.peer_attempts < self.cfg.max_peer_attempts {
                     // Let peers try: clear the deadline-driven origin preference.
                     seg.elected = false;
@@ -1623,7 +1730,11 @@ impl Scheduler {
             }
         }
         if shareable {
-            self.actions.push_back(Action::SendHave { seq, digest });
+            self.actions.push_back(Action::SendHave {
+                seq,
+                digest,
+                partial: false,
+            });
         }
         if adapt {
             self.rho =
@@ -1682,6 +1793,7 @@ impl Scheduler {
             last_progress: now,
             received: 0,
             total: seg.size,
+            first_progress: None,
         });
         seg.status = SegmentStatus::Fetching;
         seg.origin_attempts += 1;
@@ -1725,6 +1837,7 @@ impl Scheduler {
             last_progress: now,
             received: 0,
             total: seg.size,
+            first_progress: None,
         });
         seg.status = SegmentStatus::Fetching;
         seg.peer_attempts += 1;
@@ -1745,12 +1858,22 @@ impl Scheduler {
         });
     }
 
-    /// Best holder of `seq` we may ask now.
+    /// Best holder of `seq` we may ask now: complete holders first, then partial ones.
     fn pick_holder(&self, now: Instant, seq: u64) -> Option<PeerId> {
+        self.pick_holder_in(now, seq, false)
+            .or_else(|| self.pick_holder_in(now, seq, true))
+    }
+
+    fn pick_holder_in(&self, now: Instant, seq: u64, partial: bool) -> Option<PeerId> {
         let seg = self.segs.get(&seq)?;
         let mut cands: Vec<(PeerId, PeerStats)> = Vec::new();
         for p in self.swarm.peers() {
-            if !p.have.contains(seq) || p.in_flight >= self.cfg.max_requests_per_peer {
+            let listed = if partial {
+                p.partial.contains(seq) && !p.have.contains(seq)
+            } else {
+                p.have.contains(seq)
+            };
+            if !listed || p.in_flight >= self.cfg.max_requests_per_peer {
                 continue;
             }
             let marked = seg.marks.iter().any(|(id, m)| {
@@ -1781,14 +1904,14 @@ impl Scheduler {
         let (Some(need), Some(total)) = (need_by, f.total) else {
             return false;
         };
-        let elapsed = f
-            .last_progress
-            .saturating_duration_since(f.started)
-            .as_secs_f64();
-        if f.received == 0 || elapsed < 0.05 {
+        let Some((t0, r0)) = f.first_progress else {
+            return false;
+        };
+        let elapsed = f.last_progress.saturating_duration_since(t0).as_secs_f64();
+        if elapsed < LATE_MIN_WINDOW || f.received <= r0 {
             return false;
         }
-        let rate = f.received as f64 / elapsed;
+        let rate = (f.received - r0) as f64 / elapsed;
         // Keep half the origin margin as slack for projection error: a transfer that would end
         // in the last half margin before the need-by time is already too risky to wait for.
         let limit = need.checked_sub(self.margin() / 2).unwrap_or(need);
@@ -1826,7 +1949,7 @@ impl Scheduler {
                 self.request_peer(now, seq, peer, false);
                 return;
             }
-            let holder_known = self.swarm.peers().iter().any(|p| p.have.contains(seq));
+            let holder_known = self.swarm.peers().iter().any(|p| holds(p, seq));
             if !holder_known
                 && !past_deadline
                 && seg.origin_attempts == 0
@@ -2026,6 +2149,7 @@ mod tests {
                 digest: dig(seq),
                 duration: TD,
                 size_hint: Some(1_000_000),
+                chunked: false,
             })
             .collect()
     }
@@ -2076,6 +2200,7 @@ mod tests {
             &Message::Have {
                 seq,
                 digest: dig(seq),
+                partial: false,
             },
         );
     }
@@ -2304,7 +2429,8 @@ mod tests {
         let acts = drain(&mut s);
         assert!(acts.contains(&Action::SendHave {
             seq: 5,
-            digest: dig(5)
+            digest: dig(5),
+            partial: false,
         }));
         assert!(s.has(5));
         assert_eq!(s.source(5), Some(Source::Peer));
@@ -2583,8 +2709,12 @@ mod tests {
         let t0 = Instant::now();
         let mut s = joined(t0, 1, &[2], no_seed());
         let (p, r) = active_request(&mut s, t0, 2, 5);
-        // 10 kB in 1 s: 1 MB would take 100 s, far past need-by.
-        s.handle_transfer_progress(t0 + Duration::from_secs(1), p, r, 10_000, 1_000_000);
+        // The rate is measured from the first progress report on, so the request's round trip
+        // (here 0.5 s before the first bytes) does not count; one report alone judges nothing.
+        s.handle_transfer_progress(t0 + Duration::from_millis(500), p, r, 5_000, 1_000_000);
+        assert!(origin(&drain(&mut s)).is_empty());
+        // Then 10 kB/s: 1 MB would take 100 s, far past need-by.
+        s.handle_transfer_progress(t0 + Duration::from_millis(1500), p, r, 15_000, 1_000_000);
         let acts = drain(&mut s);
         assert_eq!(origin(&acts), vec![(5, OriginReason::Hedge)]);
         assert!(acts.contains(&Action::CancelPeer { peer: p, req_id: r }));
@@ -2656,6 +2786,174 @@ mod tests {
         assert!(drain(&mut s).is_empty());
     }
 
+    /// Like `joined`, with chunk digests published for every segment.
+    fn joined_chunked(t0: Instant, me: u8, peers: &[u8], cfg: SchedulerConfig) -> Scheduler {
+        let mut s = Scheduler::new(t0, pid(me), cfg).unwrap();
+        for &p in peers {
+            assert!(s.handle_peer_connected(t0, pid(p)));
+        }
+        s.handle_swarm_size(t0, 1 << 40);
+        let mut segs = infos(0..=5);
+        for i in &mut segs {
+            i.chunked = true;
+        }
+        s.handle_playlist(
+            t0,
+            &PlaylistUpdate {
+                live: true,
+                target_duration: TD,
+                segments: &segs,
+            },
+        );
+        drain(&mut s);
+        s
+    }
+
+    fn partial_have(s: &mut Scheduler, now: Instant, peer: u8, seq: u64) {
+        s.handle_peer_message(
+            now,
+            pid(peer),
+            &Message::Have {
+                seq,
+                digest: dig(seq),
+                partial: true,
+            },
+        );
+    }
+
+    fn req(seq: u64, req_id: u32) -> Message {
+        Message::Request {
+            req_id,
+            seq,
+            digest: dig(seq),
+        }
+    }
+
+    #[test]
+    fn cut_through_announces_a_partial_have_once_and_serves_it_while_receiving() {
+        let t0 = Instant::now();
+        let mut s = joined_chunked(t0, 1, &[2, 3], no_seed());
+        // Not receiving anything yet: nothing to announce, and requests get `Absent`.
+        s.handle_partial_verified(t0, 5);
+        assert!(drain(&mut s).is_empty());
+        s.handle_peer_message(t0, pid(3), &req(5, 1));
+        assert!(matches!(
+            drain(&mut s)[..],
+            [Action::Refuse {
+                reason: RefuseReason::Absent,
+                ..
+            }]
+        ));
+        let (p, r) = active_request(&mut s, t0, 2, 5);
+        s.handle_transfer_progress(t0, p, r, 65_536, 1_000_000);
+        s.handle_partial_verified(t0, 5);
+        assert_eq!(
+            drain(&mut s),
+            vec![Action::SendHave {
+                seq: 5,
+                digest: dig(5),
+                partial: true
+            }]
+        );
+        // Announced once.
+        s.handle_partial_verified(t0, 5);
+        assert!(drain(&mut s).is_empty());
+        assert_eq!(s.counters().partial_haves, 1);
+        // A peer asks for it while we still receive it: served cut-through.
+        s.handle_peer_message(t0, pid(3), &req(5, 2));
+        assert_eq!(
+            drain(&mut s),
+            vec![Action::ServePeer {
+                peer: pid(3),
+                req_id: 2,
+                seq: 5
+            }]
+        );
+        assert_eq!(s.counters().uploads_partial, 1);
+        // Whole: the full `have` follows.
+        s.handle_transfer_complete(t0, p, r, 1_000_000, true);
+        assert!(drain(&mut s).contains(&Action::SendHave {
+            seq: 5,
+            digest: dig(5),
+            partial: false
+        }));
+    }
+
+    #[test]
+    fn no_partial_have_without_chunk_digests_or_with_cut_through_off() {
+        let t0 = Instant::now();
+        let mut s = joined(t0, 1, &[2], no_seed());
+        let (p, r) = active_request(&mut s, t0, 2, 5);
+        s.handle_transfer_progress(t0, p, r, 65_536, 1_000_000);
+        s.handle_partial_verified(t0, 5);
+        assert!(drain(&mut s).is_empty());
+        let off = SchedulerConfig {
+            cut_through: false,
+            ..no_seed()
+        };
+        let mut s = joined_chunked(t0, 1, &[2], off);
+        let (p, r) = active_request(&mut s, t0, 2, 5);
+        s.handle_transfer_progress(t0, p, r, 65_536, 1_000_000);
+        s.handle_partial_verified(t0, 5);
+        assert!(drain(&mut s).is_empty());
+        assert_eq!(s.counters().partial_haves, 0);
+    }
+
+    #[test]
+    fn complete_holders_are_asked_before_partial_ones() {
+        let t0 = Instant::now();
+        let mut s = joined_chunked(t0, 1, &[2, 3], no_seed());
+        // Both announced before our playlist lists segment 6.
+        partial_have(&mut s, t0, 2, 6);
+        have(&mut s, t0, 3, 6);
+        let mut segs = infos(0..=6);
+        for i in &mut segs {
+            i.chunked = true;
+        }
+        s.handle_playlist(
+            t0,
+            &PlaylistUpdate {
+                live: true,
+                target_duration: TD,
+                segments: &segs,
+            },
+        );
+        let reqs = requests(&drain(&mut s));
+        assert_eq!(reqs.len(), 1);
+        assert_eq!((reqs[0].0, reqs[0].2), (pid(3), 6));
+        // Only a partial holder: it is asked.
+        let mut s = joined_chunked(t0, 1, &[2, 3], no_seed());
+        partial_have(&mut s, t0, 2, 5);
+        let reqs = requests(&drain(&mut s));
+        assert_eq!(reqs.len(), 1);
+        assert_eq!(reqs[0].0, pid(2));
+        // A partial `have` after a whole one does not downgrade the peer; `Absent` clears both.
+        have(&mut s, t0, 3, 4);
+        partial_have(&mut s, t0, 3, 4);
+        let e = s.swarm().get(&pid(3)).unwrap();
+        assert!(e.have.contains(4) && !e.partial.contains(4));
+    }
+
+    #[test]
+    fn a_partial_copy_stays_shareable_while_the_segment_is_still_wanted() {
+        let t0 = Instant::now();
+        let mut s = joined_chunked(t0, 1, &[2, 3], no_seed());
+        let (p, r) = active_request(&mut s, t0, 2, 5);
+        s.handle_transfer_progress(t0, p, r, 65_536, 1_000_000);
+        s.handle_partial_verified(t0, 5);
+        drain(&mut s);
+        // Our source answers `Absent` and nobody else holds it: still ours to finish (the
+        // segment stays wanted), so a request is still served.
+        s.handle_peer_message(t0, p, &Message::Absent { req_id: r });
+        drain(&mut s);
+        s.handle_peer_message(t0, pid(3), &req(5, 3));
+        assert!(matches!(drain(&mut s)[..], [Action::ServePeer { .. }]));
+        assert_eq!(
+            s.status(5).map(|st| st == SegmentStatus::Failed),
+            Some(false)
+        );
+    }
+
     #[test]
     fn upload_slots_busy_absent_and_reoffer() {
         let t0 = Instant::now();
@@ -2716,7 +3014,8 @@ mod tests {
             vec![Action::OfferHave {
                 peer: pid(3),
                 seq: 5,
-                digest: dig(5)
+                digest: dig(5),
+                partial: false,
             }]
         );
         assert_eq!(s.counters().uploaded_bytes, 1_000_000);
@@ -2813,6 +3112,7 @@ mod tests {
                 &Message::Have {
                     seq: 5,
                     digest: None,
+                    partial: false,
                 },
             );
             let mut segs = infos(0..=5);

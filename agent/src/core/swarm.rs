@@ -93,6 +93,8 @@ pub struct PeerEntry {
     pub id: PeerId,
     /// Segments it announced.
     pub have: HaveWindow,
+    /// Segments it announced as partial (still receiving; served chunk by verified chunk).
+    pub partial: HaveWindow,
     /// Throughput EWMA of finished transfers from it, bytes/s.
     pub throughput: Option<f64>,
     /// Recent failures (absent answers, stalls, lost transfers); halves on each success.
@@ -114,6 +116,7 @@ impl PeerEntry {
         PeerEntry {
             id,
             have: HaveWindow::default(),
+            partial: HaveWindow::default(),
             throughput: None,
             failures: 0.0,
             busy: 0.0,

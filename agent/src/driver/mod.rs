@@ -7,6 +7,7 @@
 //! `PeerSession`, then its SHA-256 is checked against the digest from the origin's sidecar
 //! before it is cached, served to a player or announced to anyone. A mismatch bans the peer.
 
+mod partial;
 mod swarm;
 
 use std::collections::HashMap;

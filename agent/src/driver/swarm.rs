@@ -11,6 +11,7 @@ use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
+use super::partial::{PartialSegment, Verified};
 use super::{P2p, PlayerAnswer};
 use crate::app::{Proxy, SegmentKey};
 use crate::cache::Entry;
@@ -21,9 +22,9 @@ use crate::core::peer_proto::{
 };
 use crate::core::scheduler::{
     Action, OriginFailure, PlayerOutcome, PlaylistUpdate, RefuseReason, Scheduler, SchedulerConfig,
-    SegmentInfo,
+    SegmentInfo, SegmentStatus,
 };
-use crate::integrity::{self, Digests};
+use crate::integrity::{self, ChunkDigests, Digests};
 use crate::metrics::{Metrics, Source};
 use crate::origin::{ByteRange, OriginError, redact};
 use crate::playlist::{self, MediaInfo};
@@ -111,6 +112,9 @@ struct Seg {
     url: Url,
     range: Option<ByteRange>,
     digest: Option<Digest>,
+    /// Chunk digests from the sidecar: peer transfers are verified chunk by chunk and served
+    /// onwards cut-through.
+    chunks: Option<ChunkDigests>,
     /// Origin bytes did not match the published digest: never offered to peers.
     unshareable: bool,
 }
@@ -122,6 +126,8 @@ struct Conn {
     handle: LinkHandle,
     offerer: bool,
     established: bool,
+    /// The peer understands partial `Have`s.
+    cut_through: bool,
     /// Our outstanding requests on this link: req_id → (seq, started).
     requests: HashMap<u32, (u64, Instant)>,
 }
@@ -139,6 +145,8 @@ pub struct SwarmTask {
     waiters: HashMap<u64, Vec<oneshot::Sender<PlayerAnswer>>>,
     origin_tasks: HashMap<u64, AbortHandle>,
     uploads: HashMap<(PeerId, u32), AbortHandle>,
+    /// Segments being received from peers with chunk digests: their verified prefix.
+    partials: HashMap<u64, PartialSegment>,
     last_player: Instant,
     next_poll: Option<Instant>,
     poll_in_flight: bool,
@@ -208,6 +216,7 @@ impl SwarmTask {
             waiters: HashMap::new(),
             origin_tasks: HashMap::new(),
             uploads: HashMap::new(),
+            partials: HashMap::new(),
             last_player: now,
             next_poll: None,
             poll_in_flight: false,
@@ -349,6 +358,9 @@ impl SwarmTask {
                         }
                         let size = entry.body.len() as u64;
                         self.sched.handle_origin_result(now, seq, Ok(size));
+                        if self.segs.get(&seq).is_some_and(|s| !s.unshareable) {
+                            self.complete_partial(seq, &entry.body);
+                        }
                         self.wake(seq, Some(entry));
                     }
                     Err(e) => {
@@ -484,20 +496,26 @@ impl SwarmTask {
                 start: r.offset,
                 len: r.length,
             });
+            let chunks = digest.and_then(|_| self.digests.as_ref()?.chunks(&s.digest_key()));
             let entry = self.segs.entry(s.seq).or_insert_with(|| Seg {
                 url: s.url.clone(),
                 range,
                 digest,
+                chunks: None,
                 unshareable: false,
             });
             if entry.digest.is_none() {
                 entry.digest = digest;
+            }
+            if entry.chunks.is_none() && entry.digest == digest {
+                entry.chunks = chunks;
             }
             infos.push(SegmentInfo {
                 seq: s.seq,
                 digest: entry.digest,
                 duration: Duration::from_secs_f64(s.duration.max(0.0)),
                 size_hint: s.byterange.map(|r| r.length),
+                chunked: entry.chunks.is_some(),
             });
             index.push((index_key(&s.url, range), s.seq));
         }
@@ -548,6 +566,13 @@ impl SwarmTask {
 
     fn on_timers(&mut self, now: Instant) {
         self.sched.handle_timeout(now);
+        // Partial copies of segments the scheduler gave up or forgot: their uploads end.
+        let sched = &self.sched;
+        self.partials.retain(|seq, _| {
+            sched
+                .status(*seq)
+                .is_some_and(|st| !matches!(st, SegmentStatus::Have | SegmentStatus::Failed))
+        });
         let mut dead = Vec::new();
         let mut keepalives = Vec::new();
         for (&id, c) in &mut self.conns {
@@ -627,7 +652,8 @@ impl SwarmTask {
             Capabilities::UPLOAD.union(Capabilities::UNVERIFIED)
         } else {
             Capabilities::UPLOAD
-        };
+        }
+        .union(Capabilities::CUT_THROUGH);
         let mut session_cfg = SessionConfig::default();
         session_cfg.limits.max_frame = link
             .sender
@@ -671,6 +697,7 @@ impl SwarmTask {
                 handle,
                 offerer,
                 established: false,
+                cut_through: false,
                 requests: HashMap::new(),
             },
         );
@@ -692,9 +719,10 @@ impl SwarmTask {
             }
         };
         match ev {
-            SessionEvent::Established { .. } => {
+            SessionEvent::Established { capabilities, .. } => {
                 if let Some(c) = self.conns.get_mut(&id) {
                     c.established = true;
+                    c.cut_through = capabilities.contains(Capabilities::CUT_THROUGH);
                 }
                 self.s.metrics.peers.inc();
                 if !self.sched.handle_peer_connected(now, peer) {
@@ -717,6 +745,7 @@ impl SwarmTask {
                     u64::from(received),
                     u64::from(total),
                 );
+                self.verify_chunks(now, id, req_id, u64::from(total));
             }
             SessionEvent::Complete { req_id, body } => self.on_transfer(now, id, req_id, body),
             SessionEvent::Nothing => {}
@@ -769,6 +798,7 @@ impl SwarmTask {
         );
         self.sched
             .handle_transfer_complete(now, peer, req_id, len as u64, true);
+        self.complete_partial(seq, &entry.body);
         self.wake(seq, Some(entry));
     }
 
@@ -902,22 +932,52 @@ impl SwarmTask {
                         self.send_conn(id, &Message::Cancel { req_id });
                     }
                 }
-                Action::SendHave { seq, digest } => {
+                Action::SendHave {
+                    seq,
+                    digest,
+                    partial,
+                } => {
                     if self.segs.get(&seq).is_some_and(|s| s.unshareable) {
                         continue;
                     }
                     let ids: Vec<u64> = self
                         .conns
                         .iter()
-                        .filter(|(_, c)| c.established)
+                        .filter(|(_, c)| c.established && (c.cut_through || !partial))
                         .map(|(i, _)| *i)
                         .collect();
                     for id in ids {
-                        self.send_conn(id, &Message::Have { seq, digest });
+                        self.send_conn(
+                            id,
+                            &Message::Have {
+                                seq,
+                                digest,
+                                partial,
+                            },
+                        );
                     }
                 }
-                Action::OfferHave { peer, seq, digest } => {
-                    self.send_peer(peer, &Message::Have { seq, digest })
+                Action::OfferHave {
+                    peer,
+                    seq,
+                    digest,
+                    partial,
+                } => {
+                    let able = self
+                        .by_peer
+                        .get(&peer)
+                        .and_then(|id| self.conns.get(id))
+                        .is_some_and(|c| c.cut_through);
+                    if !partial || able {
+                        self.send_peer(
+                            peer,
+                            &Message::Have {
+                                seq,
+                                digest,
+                                partial,
+                            },
+                        )
+                    }
                 }
                 Action::SendBitfield {
                     peer,
@@ -953,6 +1013,8 @@ impl SwarmTask {
                     self.report_peers();
                 }
                 Action::Failed { seq, .. } => {
+                    // Uploads serving our partial copy end with `Absent`.
+                    self.partials.remove(&seq);
                     if let Some(ws) = self.waiters.remove(&seq) {
                         for w in ws {
                             let _ =
@@ -990,6 +1052,17 @@ impl SwarmTask {
     fn start_upload(&mut self, now: Instant, peer: PeerId, req_id: u32, seq: u64) {
         let shareable = self.segs.get(&seq).is_some_and(|s| !s.unshareable);
         let entry = if shareable { self.cached(seq) } else { None };
+        let partial = match (&entry, shareable) {
+            (None, true) => self
+                .partials
+                .get(&seq)
+                .map(|p| (p.subscribe(), p.chunk_size())),
+            _ => None,
+        };
+        if let (Some((rx, chunk_size)), Some(&id)) = (partial, self.by_peer.get(&peer)) {
+            self.start_partial_upload(id, peer, req_id, rx, chunk_size);
+            return;
+        }
         let (Some(entry), Some(&id)) = (entry, self.by_peer.get(&peer)) else {
             self.send_peer(peer, &Message::Absent { req_id });
             self.sched.handle_upload_done(now, peer, req_id, 0);
@@ -1034,6 +1107,138 @@ impl SwarmTask {
                 .await;
         });
         self.uploads.insert((peer, req_id), h.abort_handle());
+    }
+}
+
+impl SwarmTask {
+    /// Serves a segment we are still receiving: its verified chunks as they arrive (see
+    /// `partial.rs`). If our copy is given up before it is whole, the peer gets `Absent`.
+    fn start_partial_upload(
+        &mut self,
+        id: u64,
+        peer: PeerId,
+        req_id: u32,
+        mut rx: tokio::sync::watch::Receiver<Verified>,
+        chunk_size: usize,
+    ) {
+        let Some(c) = self.conns.get(&id) else { return };
+        let sender = c.sender.clone();
+        let frame = c
+            .session
+            .max_send_frame()
+            .saturating_sub(DATA_HEADER_LEN)
+            .max(1024);
+        let tx = self.s.tx.clone();
+        let metrics = self.s.metrics.clone();
+        metrics.p2p_cut_through_uploads.inc();
+        let h = tokio::spawn(async move {
+            let mut sent = 0usize;
+            // Some(true): all sent; Some(false): our copy was given up; None: the link failed.
+            let outcome = 'serve: loop {
+                let v = rx.borrow_and_update().clone();
+                let total = u32::try_from(v.total).unwrap_or(u32::MAX);
+                while let Some(payload) = v.slice(sent, frame, chunk_size) {
+                    let n = payload.len();
+                    let m = Message::Data {
+                        req_id,
+                        offset: sent as u32,
+                        total_len: total,
+                        payload,
+                    };
+                    let Some(f) = encode_msg(&m) else {
+                        break 'serve None;
+                    };
+                    if sender.send(f).await.is_err() {
+                        break 'serve None;
+                    }
+                    metrics.uploaded_bytes.inc_by(n as u64);
+                    sent += n;
+                }
+                if v.is_whole() && sent >= v.len {
+                    break Some(true);
+                }
+                if rx.changed().await.is_err() && rx.borrow().len <= sent {
+                    break Some(false);
+                }
+            };
+            if outcome == Some(false)
+                && let Some(f) = encode_msg(&Message::Absent { req_id })
+            {
+                let _ = sender.send(f).await;
+            }
+            let _ = tx
+                .send(SwarmInput::UploadDone {
+                    peer,
+                    req_id,
+                    bytes: sent as u64,
+                })
+                .await;
+        });
+        self.uploads.insert((peer, req_id), h.abort_handle());
+    }
+
+    /// Verifies the chunks of transfer `req_id` (link `id`) that became whole, when the
+    /// segment has chunk digests. Verified chunks extend the segment's partial copy, which
+    /// makes us a partial holder; a chunk that fails its digest ends the transfer as
+    /// unverified, so the scheduler bans the peer, and nothing of it is kept.
+    fn verify_chunks(&mut self, now: Instant, id: u64, req_id: u32, total: u64) {
+        let Some(c) = self.conns.get(&id) else { return };
+        let peer = c.peer;
+        let Some(&(seq, _)) = c.requests.get(&req_id) else {
+            return;
+        };
+        let Some(chunks) = self.segs.get(&seq).and_then(|s| s.chunks.clone()) else {
+            return;
+        };
+        if self.sched.has(seq) {
+            return;
+        }
+        let Some(prefix) = c.session.received_bytes(req_id) else {
+            return;
+        };
+        let received = prefix.len() as u64;
+        let partial = match self.partials.entry(seq) {
+            std::collections::hash_map::Entry::Occupied(e) => Some(e.into_mut()),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                PartialSegment::new(chunks, total).map(|p| v.insert(p))
+            }
+        };
+        let result = match partial {
+            Some(p) if p.total() as u64 == total => p
+                .extend_from(prefix)
+                .map_err(|m| format!("chunk {} fails its digest", m.index)),
+            _ => Err(format!(
+                "announced length {total} does not match the published chunk digests"
+            )),
+        };
+        match result {
+            Ok(0) => {}
+            Ok(_) => self.sched.handle_partial_verified(now, seq),
+            Err(why) => {
+                self.s.metrics.integrity_failures.inc();
+                tracing::warn!(peer = %peer, seq, reason = %why, "peer sent data that fails verification; banning it");
+                if let Some(c) = self.conns.get_mut(&id) {
+                    c.requests.remove(&req_id);
+                    c.session.end_transfer(req_id);
+                }
+                self.sched
+                    .handle_transfer_complete(now, peer, req_id, received, false);
+            }
+        }
+    }
+
+    /// `seq` is whole and verified: uploads serving our partial copy send the rest.
+    fn complete_partial(&mut self, seq: u64, body: &[u8]) {
+        if let Some(mut p) = self.partials.remove(&seq) {
+            // The body matched the whole-segment digest; re-checking its chunks costs one
+            // more hash of the remainder and keeps `PartialSegment` the only way in.
+            if p.extend_from(body).is_err() {
+                tracing::warn!(
+                    seq,
+                    "verified segment does not match its chunk digests; the sidecar is inconsistent"
+                );
+            }
+        }
     }
 }
 

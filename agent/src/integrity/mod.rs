@@ -4,17 +4,52 @@
 //! `name.sha256.json` = `{"version":1,"segments":{"<uri as written>":"<hex sha256>"}}`, byte
 //! range segments keyed `uri@offset-length`. No byte from a peer reaches a player, the cache
 //! or another peer before its SHA-256 matches such a digest.
+//!
+//! Optional extension of version 1 (still `"version":1`): per-chunk digests,
+//!
+//! ```json
+//! {"version":1,
+//!  "segments":{"seg_00042.ts":"<hex sha256 of the whole segment>"},
+//!  "chunk_size":65536,
+//!  "chunks":{"seg_00042.ts":"<hex: SHA-256 of each chunk_size piece, concatenated>"}}
+//! ```
+//!
+//! A segment of `L` bytes has `ceil(L / chunk_size)` chunks, the last one possibly shorter
+//! (an empty segment: none, an empty string). `chunk_size` and `chunks` come together or not
+//! at all; `chunk_size` is within [`MIN_CHUNK_SIZE`]`..=`[`MAX_CHUNK_SIZE`]; a segment has at
+//! most [`MAX_CHUNKS_PER_SEGMENT`] chunks; every `chunks` key also has a whole-segment digest
+//! in `segments` (a segment may have no chunk entry). Chunk digests let a chunk be verified,
+//! and so forwarded, before the whole segment has arrived ([`ChunkDigests::verify`]); the
+//! whole-segment digest still applies. The chunk count is only checked against a segment's
+//! length when the length is known ([`ChunkDigests::fits`]).
+//!
+//! Note: [`Manifest`] denies unknown fields, so an agent built before this extension rejects
+//! a sidecar that has chunk digests (and plays the stream from the origin only).
 
 pub mod publish;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use url::Url;
 
-/// Largest number of entries accepted in one sidecar.
+/// Largest number of entries accepted in one sidecar (in `segments`, and so in `chunks`).
 pub const MAX_ENTRIES: usize = 200_000;
+
+/// Largest number of chunk digests accepted for one segment.
+pub const MAX_CHUNKS_PER_SEGMENT: usize = 4096;
+
+/// Smallest accepted `chunk_size` (4 KiB).
+pub const MIN_CHUNK_SIZE: u32 = 4096;
+
+/// Largest accepted `chunk_size` (16 MiB).
+pub const MAX_CHUNK_SIZE: u32 = 16 * 1024 * 1024;
+
+/// The chunk size `publish-digests` uses unless told otherwise (64 KiB).
+pub const DEFAULT_CHUNK_SIZE: u32 = 65536;
 
 /// Why a sidecar was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,6 +66,26 @@ pub enum ManifestError {
     /// Too many entries.
     #[error("digest sidecar has more than {MAX_ENTRIES} entries")]
     TooLarge,
+    /// `chunk_size` without `chunks`, or `chunks` without `chunk_size`.
+    #[error("digest sidecar has `{present}` without `{missing}`; they must appear together")]
+    UnpairedChunkFields {
+        /// The field that is present.
+        present: &'static str,
+        /// The field that is missing.
+        missing: &'static str,
+    },
+    /// `chunk_size` outside [`MIN_CHUNK_SIZE`]`..=`[`MAX_CHUNK_SIZE`].
+    #[error("digest sidecar chunk_size {0} is outside {MIN_CHUNK_SIZE}..={MAX_CHUNK_SIZE} bytes")]
+    ChunkSize(u32),
+    /// A `chunks` value that is not a whole number of 64-hex-character digests.
+    #[error("chunk digests for `{0}` are not a concatenation of 64-hex-character digests")]
+    BadChunks(String),
+    /// A `chunks` value with more than [`MAX_CHUNKS_PER_SEGMENT`] digests.
+    #[error("chunk digests for `{0}` list more than {MAX_CHUNKS_PER_SEGMENT} chunks")]
+    TooManyChunks(String),
+    /// A `chunks` key without a whole-segment digest in `segments`.
+    #[error("chunk digests for `{0}` have no whole-segment digest in `segments`")]
+    ChunksWithoutDigest(String),
 }
 
 /// The sidecar document.
@@ -41,12 +96,97 @@ pub struct Manifest {
     pub version: u32,
     /// Digest (lower-case hex SHA-256) by segment key.
     pub segments: BTreeMap<String, String>,
+    /// Bytes per chunk for `chunks`; present exactly when `chunks` is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunk_size: Option<u32>,
+    /// Concatenated lower-case hex SHA-256 of each `chunk_size` piece, by segment key (a
+    /// subset of the keys of `segments`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunks: Option<BTreeMap<String, String>>,
+}
+
+/// Chunk digests of one segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkDigests {
+    chunk_size: u32,
+    hashes: Arc<[[u8; 32]]>,
+}
+
+impl ChunkDigests {
+    /// Chunk digests from their parts. A `chunk_size` of 0 fits only an empty segment.
+    pub fn new(chunk_size: u32, hashes: Vec<[u8; 32]>) -> Self {
+        Self {
+            chunk_size,
+            hashes: hashes.into(),
+        }
+    }
+
+    /// Bytes per chunk (the last chunk of a segment may be shorter).
+    pub fn chunk_size(&self) -> u32 {
+        self.chunk_size
+    }
+
+    /// Number of chunks.
+    pub fn count(&self) -> usize {
+        self.hashes.len()
+    }
+
+    /// True if a segment of `total_len` bytes has exactly `count()` chunks.
+    pub fn fits(&self, total_len: u64) -> bool {
+        let expected = match self.chunk_size {
+            0 if total_len == 0 => 0,
+            0 => return false,
+            cs => total_len.div_ceil(u64::from(cs)),
+        };
+        u64::try_from(self.hashes.len()).is_ok_and(|n| n == expected)
+    }
+
+    /// Byte range of chunk `index` in a segment of `total_len` bytes (None if out of range or
+    /// !fits).
+    pub fn range(&self, index: usize, total_len: u64) -> Option<Range<usize>> {
+        if index >= self.hashes.len() || !self.fits(total_len) {
+            return None;
+        }
+        let cs = u64::from(self.chunk_size);
+        let start = u64::try_from(index).ok()?.checked_mul(cs)?;
+        let end = start.checked_add(cs)?.min(total_len);
+        Some(usize::try_from(start).ok()?..usize::try_from(end).ok()?)
+    }
+
+    /// True if `bytes` is chunk `index` of a segment of `total_len` bytes (its length must
+    /// equal `range(index, total_len).len()` and its SHA-256 must match).
+    pub fn verify(&self, index: usize, total_len: u64, bytes: &[u8]) -> bool {
+        match self.range(index, total_len) {
+            Some(r) if r.len() == bytes.len() => verify(bytes, &self.hashes[index]),
+            _ => false,
+        }
+    }
+
+    /// Computes the chunk digests of a whole body (used by publishers and tests).
+    ///
+    /// # Panics
+    /// If `chunk_size` is 0.
+    pub fn of(body: &[u8], chunk_size: u32) -> Self {
+        assert!(chunk_size > 0, "chunk_size must be positive");
+        let step = usize::try_from(chunk_size).unwrap_or(usize::MAX);
+        Self::new(chunk_size, body.chunks(step).map(sha256).collect())
+    }
+
+    /// The digests as concatenated lower-case hex, as in a sidecar's `chunks` value.
+    pub(crate) fn to_hex(&self) -> String {
+        let mut s = String::with_capacity(self.hashes.len() * 64);
+        for h in self.hashes.iter() {
+            s.push_str(&hex::encode(h));
+        }
+        s
+    }
 }
 
 /// A verified manifest: digests decoded.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Digests {
-    map: std::collections::HashMap<String, [u8; 32]>,
+    map: HashMap<String, [u8; 32]>,
+    chunks: HashMap<String, ChunkDigests>,
 }
 
 impl Digests {
@@ -57,21 +197,71 @@ impl Digests {
         if m.version != 1 {
             return Err(ManifestError::Version(m.version));
         }
-        if m.segments.len() > MAX_ENTRIES {
+        if m.segments.len() > MAX_ENTRIES
+            || m.chunks.as_ref().is_some_and(|c| c.len() > MAX_ENTRIES)
+        {
             return Err(ManifestError::TooLarge);
         }
-        let mut map = std::collections::HashMap::with_capacity(m.segments.len());
+        let (chunk_size, chunk_map) = match (m.chunk_size, m.chunks) {
+            (None, None) => (0, BTreeMap::new()),
+            (Some(_), None) => {
+                return Err(ManifestError::UnpairedChunkFields {
+                    present: "chunk_size",
+                    missing: "chunks",
+                });
+            }
+            (None, Some(_)) => {
+                return Err(ManifestError::UnpairedChunkFields {
+                    present: "chunks",
+                    missing: "chunk_size",
+                });
+            }
+            (Some(cs), Some(c)) => {
+                if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&cs) {
+                    return Err(ManifestError::ChunkSize(cs));
+                }
+                (cs, c)
+            }
+        };
+        let mut map = HashMap::with_capacity(m.segments.len());
         for (k, v) in m.segments {
             let mut d = [0u8; 32];
             hex::decode_to_slice(&v, &mut d).map_err(|_| ManifestError::BadDigest(k.clone()))?;
             map.insert(k, d);
         }
-        Ok(Self { map })
+        let mut chunks = HashMap::with_capacity(chunk_map.len());
+        for (k, v) in chunk_map {
+            if !map.contains_key(&k) {
+                return Err(ManifestError::ChunksWithoutDigest(k));
+            }
+            if v.len() % 64 != 0 {
+                return Err(ManifestError::BadChunks(k));
+            }
+            if v.len() / 64 > MAX_CHUNKS_PER_SEGMENT {
+                return Err(ManifestError::TooManyChunks(k));
+            }
+            let mut hashes = Vec::with_capacity(v.len() / 64);
+            for piece in v.as_bytes().chunks_exact(64) {
+                let mut d = [0u8; 32];
+                if hex::decode_to_slice(piece, &mut d).is_err() {
+                    return Err(ManifestError::BadChunks(k));
+                }
+                hashes.push(d);
+            }
+            chunks.insert(k, ChunkDigests::new(chunk_size, hashes));
+        }
+        Ok(Self { map, chunks })
     }
 
     /// The digest for a segment key (`uri` or `uri@offset-length`).
     pub fn get(&self, key: &str) -> Option<[u8; 32]> {
         self.map.get(key).copied()
+    }
+
+    /// The chunk digests for a segment key, if the sidecar has them (a cheap clone). Check
+    /// [`ChunkDigests::fits`] against the segment's length before relying on them.
+    pub fn chunks(&self, key: &str) -> Option<ChunkDigests> {
+        self.chunks.get(key).cloned()
     }
 
     /// Number of digests.
@@ -154,6 +344,279 @@ mod tests {
             Digests::parse(br#"{"version":1,"segments":{},"x":1}"#),
             Err(ManifestError::Json(_))
         ));
+    }
+
+    fn chunked_sidecar(chunk_size: u32, key: &str, body: &[u8]) -> String {
+        format!(
+            r#"{{"version":1,"segments":{{"{key}":"{}"}},"chunk_size":{chunk_size},"chunks":{{"{key}":"{}"}}}}"#,
+            hex::encode(sha256(body)),
+            ChunkDigests::of(body, chunk_size).to_hex()
+        )
+    }
+
+    #[test]
+    fn chunked_sidecar_round_trip() {
+        let body: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        let text = chunked_sidecar(4096, "seg_00042.ts", &body);
+        let m: Manifest = serde_json::from_str(&text).expect("manifest");
+        assert_eq!(m.chunk_size, Some(4096));
+        assert_eq!(serde_json::to_string(&m).expect("json"), text);
+        let d = Digests::parse(text.as_bytes()).expect("valid");
+        assert_eq!(d.get("seg_00042.ts"), Some(sha256(&body)));
+        let c = d.chunks("seg_00042.ts").expect("chunks");
+        assert_eq!(c, ChunkDigests::of(&body, 4096));
+        assert_eq!(c.chunk_size(), 4096);
+        assert_eq!(c.count(), 3);
+        assert!(c.fits(body.len() as u64));
+        for i in 0..3 {
+            let r = c.range(i, body.len() as u64).expect("range");
+            assert!(c.verify(i, body.len() as u64, &body[r]));
+        }
+        assert!(d.chunks("other.ts").is_none());
+        // Without chunk fields the serialised form is the plain v1 one.
+        let plain = Manifest {
+            version: 1,
+            segments: m.segments.clone(),
+            chunk_size: None,
+            chunks: None,
+        };
+        let text = serde_json::to_string(&plain).expect("json");
+        assert!(!text.contains("chunk"), "{text}");
+    }
+
+    #[test]
+    fn v1_sidecar_without_chunks_parses() {
+        let d = sha256(b"hello");
+        let body = format!(
+            r#"{{"version":1,"segments":{{"a.ts":"{}"}}}}"#,
+            hex::encode(d)
+        );
+        let m = Digests::parse(body.as_bytes()).expect("valid");
+        assert_eq!(m.get("a.ts"), Some(d));
+        assert!(m.chunks("a.ts").is_none());
+    }
+
+    #[test]
+    fn chunks_are_optional_per_segment_and_empty_for_empty_segments() {
+        let a = hex::encode(sha256(b"a"));
+        let e = hex::encode(sha256(b""));
+        let body = format!(
+            r#"{{"version":1,"segments":{{"a.ts":"{a}","e.ts":"{e}"}},"chunk_size":65536,"chunks":{{"e.ts":""}}}}"#
+        );
+        let m = Digests::parse(body.as_bytes()).expect("valid");
+        assert!(m.chunks("a.ts").is_none());
+        let c = m.chunks("e.ts").expect("chunks");
+        assert_eq!(c.count(), 0);
+        assert!(c.fits(0));
+        assert!(!c.fits(1));
+        // Upper-case hex is accepted, as for whole-segment digests.
+        let body = format!(
+            r#"{{"version":1,"segments":{{"a.ts":"{a}"}},"chunk_size":4096,"chunks":{{"a.ts":"{}"}}}}"#,
+            a.to_uppercase()
+        );
+        let m = Digests::parse(body.as_bytes()).expect("valid");
+        assert!(m.chunks("a.ts").expect("chunks").verify(0, 1, b"a"));
+    }
+
+    #[test]
+    fn rejects_bad_chunk_fields() {
+        let a = hex::encode(sha256(b"a"));
+        let parse = |extra: &str| {
+            Digests::parse(
+                format!(r#"{{"version":1,"segments":{{"a.ts":"{a}"}}{extra}}}"#).as_bytes(),
+            )
+        };
+        assert_eq!(
+            parse(r#","chunk_size":65536"#),
+            Err(ManifestError::UnpairedChunkFields {
+                present: "chunk_size",
+                missing: "chunks"
+            })
+        );
+        assert_eq!(
+            parse(r#","chunks":{}"#),
+            Err(ManifestError::UnpairedChunkFields {
+                present: "chunks",
+                missing: "chunk_size"
+            })
+        );
+        for bad in [0, 1, 4095, 16 * 1024 * 1024 + 1, u32::MAX] {
+            assert_eq!(
+                parse(&format!(r#","chunk_size":{bad},"chunks":{{}}"#)),
+                Err(ManifestError::ChunkSize(bad))
+            );
+        }
+        for good in [4096, 16 * 1024 * 1024] {
+            assert!(parse(&format!(r#","chunk_size":{good},"chunks":{{}}"#)).is_ok());
+        }
+        assert!(matches!(
+            parse(r#","chunk_size":-1,"chunks":{}"#),
+            Err(ManifestError::Json(_))
+        ));
+        // Not a multiple of 64 hex characters.
+        assert_eq!(
+            parse(&format!(r#","chunk_size":4096,"chunks":{{"a.ts":"{a}0"}}"#)),
+            Err(ManifestError::BadChunks("a.ts".into()))
+        );
+        // Right length, not hex.
+        let not_hex = format!("{a}{}", "g".repeat(64));
+        assert_eq!(
+            parse(&format!(
+                r#","chunk_size":4096,"chunks":{{"a.ts":"{not_hex}"}}"#
+            )),
+            Err(ManifestError::BadChunks("a.ts".into()))
+        );
+        // Too many chunks for one segment; exactly the limit is fine.
+        let limit = a.repeat(MAX_CHUNKS_PER_SEGMENT);
+        let m = parse(&format!(
+            r#","chunk_size":4096,"chunks":{{"a.ts":"{limit}"}}"#
+        ))
+        .expect("limit");
+        assert_eq!(
+            m.chunks("a.ts").expect("chunks").count(),
+            MAX_CHUNKS_PER_SEGMENT
+        );
+        assert_eq!(
+            parse(&format!(
+                r#","chunk_size":4096,"chunks":{{"a.ts":"{limit}{a}"}}"#
+            )),
+            Err(ManifestError::TooManyChunks("a.ts".into()))
+        );
+        // Chunks for a key without a whole-segment digest.
+        assert_eq!(
+            parse(&format!(r#","chunk_size":4096,"chunks":{{"b.ts":"{a}"}}"#)),
+            Err(ManifestError::ChunksWithoutDigest("b.ts".into()))
+        );
+        // Unknown fields are still refused; chunks must be a map of strings.
+        assert!(matches!(
+            parse(r#","chunk_size":4096,"chunks":{"a.ts":1}"#),
+            Err(ManifestError::Json(_))
+        ));
+        assert!(matches!(
+            parse(r#","chunk_size":4096,"chunks":{},"chunk_count":1"#),
+            Err(ManifestError::Json(_))
+        ));
+        // Every message names the problem.
+        for e in [
+            ManifestError::UnpairedChunkFields {
+                present: "chunks",
+                missing: "chunk_size",
+            },
+            ManifestError::ChunkSize(1),
+            ManifestError::BadChunks("a.ts".into()),
+            ManifestError::TooManyChunks("a.ts".into()),
+            ManifestError::ChunksWithoutDigest("a.ts".into()),
+        ] {
+            assert!(e.to_string().contains("chunk"), "{e}");
+        }
+    }
+
+    #[test]
+    fn rejects_too_many_chunk_entries() {
+        let mut m = Manifest {
+            version: 1,
+            segments: BTreeMap::new(),
+            chunk_size: Some(4096),
+            chunks: Some(BTreeMap::new()),
+        };
+        let c = m.chunks.as_mut().expect("chunks");
+        for i in 0..=MAX_ENTRIES {
+            c.insert(format!("s{i}"), String::new());
+        }
+        let text = serde_json::to_vec(&m).expect("json");
+        assert_eq!(Digests::parse(&text), Err(ManifestError::TooLarge));
+    }
+
+    #[test]
+    fn chunk_ranges_exact_multiple() {
+        let body = vec![7u8; 8192];
+        let c = ChunkDigests::of(&body, 4096);
+        assert_eq!(c.count(), 2);
+        assert!(c.fits(8192));
+        assert!(!c.fits(8191 - 4096));
+        assert!(!c.fits(8193));
+        assert_eq!(c.range(0, 8192), Some(0..4096));
+        assert_eq!(c.range(1, 8192), Some(4096..8192));
+        assert_eq!(c.range(2, 8192), None);
+        assert_eq!(c.range(0, 8193), None, "does not fit");
+        assert!(c.verify(1, 8192, &body[4096..]));
+        assert!(!c.verify(2, 8192, &body[4096..]));
+    }
+
+    #[test]
+    fn chunk_ranges_short_last_chunk() {
+        let body: Vec<u8> = (0..10_000u32).map(|i| (i % 241) as u8).collect();
+        let c = ChunkDigests::of(&body, 4096);
+        assert_eq!(c.count(), 3);
+        assert!(c.fits(10_000));
+        assert!(c.fits(8193), "same chunk count");
+        assert!(!c.fits(8192));
+        assert!(!c.fits(12_289));
+        assert_eq!(c.range(2, 10_000), Some(8192..10_000));
+        assert!(c.verify(2, 10_000, &body[8192..]));
+        // Wrong length: the full-size piece, or one byte short.
+        assert!(!c.verify(2, 10_000, &body[8192..9_999]));
+        let mut padded = body[8192..].to_vec();
+        padded.push(0);
+        assert!(!c.verify(2, 10_000, &padded));
+        // Same bytes, total length that implies a different last-chunk length.
+        assert!(!c.verify(2, 10_001, &body[8192..]));
+        // A flipped byte.
+        let mut flipped = body[4096..8192].to_vec();
+        flipped[100] ^= 1;
+        assert!(!c.verify(1, 10_000, &flipped));
+        assert!(c.verify(1, 10_000, &body[4096..8192]));
+        // A chunk checked at the wrong index.
+        assert!(!c.verify(0, 10_000, &body[4096..8192]));
+    }
+
+    #[test]
+    fn chunk_ranges_tiny_and_empty_segments() {
+        let c = ChunkDigests::of(b"x", 65536);
+        assert_eq!(c.count(), 1);
+        assert!(c.fits(1));
+        assert!(!c.fits(0));
+        assert_eq!(c.range(0, 1), Some(0..1));
+        assert!(c.verify(0, 1, b"x"));
+        assert!(!c.verify(0, 1, b"y"));
+        assert!(!c.verify(0, 1, b""));
+        assert!(!c.verify(0, 2, b"x"));
+
+        let e = ChunkDigests::of(b"", 65536);
+        assert_eq!(e.count(), 0);
+        assert!(e.fits(0));
+        assert!(!e.fits(1));
+        assert_eq!(e.range(0, 0), None);
+        assert!(!e.verify(0, 0, b""));
+
+        let zero = ChunkDigests::new(0, Vec::new());
+        assert!(zero.fits(0));
+        assert!(!zero.fits(1));
+        let zero = ChunkDigests::new(0, vec![sha256(b"x")]);
+        assert!(!zero.fits(1));
+        assert!(!zero.verify(0, 1, b"x"));
+    }
+
+    #[test]
+    fn chunk_digests_match_manual_hashing() {
+        let body = b"abcdefghij";
+        let c = ChunkDigests::of(body, 4);
+        assert_eq!(
+            c,
+            ChunkDigests::new(4, vec![sha256(b"abcd"), sha256(b"efgh"), sha256(b"ij")])
+        );
+        assert_eq!(
+            c.to_hex(),
+            format!(
+                "{}{}{}",
+                hex::encode(sha256(b"abcd")),
+                hex::encode(sha256(b"efgh")),
+                hex::encode(sha256(b"ij"))
+            )
+        );
+        // Clones share the digests.
+        let d = c.clone();
+        assert!(Arc::ptr_eq(&c.hashes, &d.hashes));
     }
 
     #[test]

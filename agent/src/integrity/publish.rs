@@ -2,6 +2,11 @@
 //! media playlist under DIR, atomically (temp file, then rename). In watch mode it re-scans
 //! at an interval, as a live packager (`ffmpeg -hls_flags delete_segments`) rewrites its
 //! playlist, hashing each segment file once.
+//!
+//! With a chunk size (default [`DEFAULT_CHUNK_SIZE`]; `--chunk-size 0` turns it off) every
+//! hashed segment also gets its per-chunk digests (`chunk_size` + `chunks`, see the parent
+//! module). A segment that would have more than [`MAX_CHUNKS_PER_SEGMENT`] chunks gets none
+//! (agents then verify it whole), so the sidecar always stays acceptable to the parser.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -9,7 +14,10 @@ use std::time::{Duration, SystemTime};
 
 use url::Url;
 
-use super::{Manifest, sha256, sidecar_name};
+use super::{
+    ChunkDigests, DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MAX_CHUNKS_PER_SEGMENT, MIN_CHUNK_SIZE,
+    Manifest, sha256, sidecar_name,
+};
 use crate::playlist::{self, PlaylistInfo, Variables};
 
 /// Why publishing failed.
@@ -34,15 +42,45 @@ pub enum PublishError {
     /// DIR is not a directory.
     #[error("{0} is not a directory")]
     NotADirectory(PathBuf),
+    /// A chunk size outside the range agents accept.
+    #[error(
+        "chunk size {0} is invalid: use 0 (no chunk digests) or {MIN_CHUNK_SIZE}..={MAX_CHUNK_SIZE} bytes"
+    )]
+    ChunkSize(u32),
+}
+
+/// Checks a `--chunk-size` value: 0 (no chunk digests) or within the parser's range.
+pub fn check_chunk_size(chunk_size: u32) -> Result<(), PublishError> {
+    if chunk_size == 0 || (MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&chunk_size) {
+        Ok(())
+    } else {
+        Err(PublishError::ChunkSize(chunk_size))
+    }
 }
 
 /// Identity of a hashed piece of a file: path, range, and the file's size and mtime.
 type HashKey = (PathBuf, Option<(u64, u64)>, u64, Option<SystemTime>);
 
+/// What hashing one piece produced: the whole digest and, with a chunk size, the chunk
+/// digests as sidecar hex (`None` when chunking is off or the piece has too many chunks).
+#[derive(Debug, Clone)]
+struct Hashed {
+    whole: [u8; 32],
+    chunks: Option<String>,
+}
+
 /// Remembers digests across scans so each segment is hashed once.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Publisher {
-    known: HashMap<HashKey, [u8; 32]>,
+    known: HashMap<HashKey, Hashed>,
+    /// 0 = no chunk digests.
+    chunk_size: u32,
+}
+
+impl Default for Publisher {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// What one scan did.
@@ -57,9 +95,25 @@ pub struct ScanReport {
 }
 
 impl Publisher {
-    /// A publisher with an empty digest memory.
+    /// A publisher with an empty digest memory that writes chunk digests of
+    /// [`DEFAULT_CHUNK_SIZE`] bytes.
     pub fn new() -> Self {
-        Self::default()
+        Self::with_chunk_size(DEFAULT_CHUNK_SIZE)
+    }
+
+    /// A publisher with an empty digest memory and the given chunk size; 0 = no chunk digests.
+    /// A size outside what agents accept (see [`check_chunk_size`]) is not checked here: the
+    /// command line checks it, and agents would reject the sidecars.
+    pub fn with_chunk_size(chunk_size: u32) -> Self {
+        Self {
+            known: HashMap::new(),
+            chunk_size,
+        }
+    }
+
+    /// The chunk size in use (0 = no chunk digests).
+    pub fn chunk_size(&self) -> u32 {
+        self.chunk_size
     }
 
     /// Scans `dir` once and (re)writes sidecars whose content changed.
@@ -76,13 +130,16 @@ impl Publisher {
         collect_playlists(&root, &mut playlists, 0)?;
         let mut seen = std::collections::HashSet::new();
         for pl in playlists {
-            let Some(segments) = self.digests_for(&root, &pl, &mut report, &mut seen) else {
+            let Some((segments, chunks)) = self.digests_for(&root, &pl, &mut report, &mut seen)
+            else {
                 continue;
             };
             report.playlists += 1;
             let manifest = Manifest {
                 version: 1,
                 segments,
+                chunk_size: (self.chunk_size > 0).then_some(self.chunk_size),
+                chunks: (self.chunk_size > 0).then_some(chunks),
             };
             let name = pl
                 .file_name()
@@ -114,7 +171,7 @@ impl Publisher {
         pl: &Path,
         report: &mut ScanReport,
         seen: &mut std::collections::HashSet<HashKey>,
-    ) -> Option<BTreeMap<String, String>> {
+    ) -> Option<(BTreeMap<String, String>, BTreeMap<String, String>)> {
         let body = std::fs::read(pl).ok()?;
         let base = Url::from_file_path(pl).ok()?;
         let info = match playlist::parse(
@@ -133,6 +190,7 @@ impl Publisher {
             return None;
         };
         let mut out = BTreeMap::new();
+        let mut chunks_out = BTreeMap::new();
         for seg in &media.segments {
             if seg.url.scheme() != "file" {
                 continue; // Absolute http(s) URIs point elsewhere; nothing local to hash.
@@ -154,13 +212,13 @@ impl Publisher {
             };
             let range = seg.byterange.map(|r| (r.offset, r.length));
             let key: HashKey = (path.clone(), range, meta.len(), meta.modified().ok());
-            let digest = match self.known.get(&key) {
-                Some(d) => *d,
+            let hashed = match self.known.get(&key) {
+                Some(h) => h.clone(),
                 None => match read_piece(&path, range) {
                     Some(bytes) => {
-                        let d = sha256(&bytes);
-                        self.known.insert(key.clone(), d);
-                        d
+                        let h = hash_piece(&bytes, self.chunk_size, &seg.uri);
+                        self.known.insert(key.clone(), h.clone());
+                        h
                     }
                     None => {
                         report.missing += 1;
@@ -169,9 +227,42 @@ impl Publisher {
                 },
             };
             seen.insert(key);
-            out.insert(seg.digest_key(), hex::encode(digest));
+            let digest_key = seg.digest_key();
+            if let Some(c) = hashed.chunks {
+                chunks_out.insert(digest_key.clone(), c);
+            }
+            out.insert(digest_key, hex::encode(hashed.whole));
         }
-        Some(out)
+        Some((out, chunks_out))
+    }
+}
+
+/// Hashes one piece: the whole digest, and the chunk digests when `chunk_size` > 0 and the
+/// piece has at most [`MAX_CHUNKS_PER_SEGMENT`] chunks.
+fn hash_piece(bytes: &[u8], chunk_size: u32, uri: &str) -> Hashed {
+    let whole = sha256(bytes);
+    if chunk_size == 0 {
+        return Hashed {
+            whole,
+            chunks: None,
+        };
+    }
+    let count = (bytes.len() as u64).div_ceil(u64::from(chunk_size));
+    if count > MAX_CHUNKS_PER_SEGMENT as u64 {
+        tracing::warn!(
+            uri,
+            bytes = bytes.len(),
+            chunk_size,
+            "segment has more than {MAX_CHUNKS_PER_SEGMENT} chunks; publishing its whole digest only"
+        );
+        return Hashed {
+            whole,
+            chunks: None,
+        };
+    }
+    Hashed {
+        whole,
+        chunks: Some(ChunkDigests::of(bytes, chunk_size).to_hex()),
     }
 }
 
@@ -231,8 +322,16 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), PublishError> {
 }
 
 /// Runs one scan, or scans every `interval` until SIGTERM/SIGINT when `watch` is set.
-pub async fn run(dir: &Path, watch: bool, interval: Duration) -> Result<(), PublishError> {
-    let mut publisher = Publisher::new();
+/// `chunk_size`: bytes per chunk digest, 0 = none; anything else outside
+/// [`MIN_CHUNK_SIZE`]`..=`[`MAX_CHUNK_SIZE`] is refused with [`PublishError::ChunkSize`].
+pub async fn run(
+    dir: &Path,
+    watch: bool,
+    interval: Duration,
+    chunk_size: u32,
+) -> Result<(), PublishError> {
+    check_chunk_size(chunk_size)?;
+    let mut publisher = Publisher::with_chunk_size(chunk_size);
     let report = publisher.scan(dir)?;
     tracing::info!(
         playlists = report.playlists,
@@ -266,6 +365,20 @@ pub async fn run(dir: &Path, watch: bool, interval: Duration) -> Result<(), Publ
 mod tests {
     use super::*;
 
+    /// Reads a sidecar and checks it the way an agent does.
+    fn read_sidecar(path: &Path) -> Manifest {
+        let text = std::fs::read_to_string(path).expect("sidecar");
+        super::super::Digests::parse(text.as_bytes()).expect("an agent accepts it");
+        serde_json::from_str(&text).expect("json")
+    }
+
+    /// The chunk hex an agent expects for `body`, re-computed independently of the publisher.
+    fn expected_chunks(body: &[u8], chunk_size: usize) -> String {
+        body.chunks(chunk_size)
+            .map(|c| hex::encode(sha256(c)))
+            .collect()
+    }
+
     fn tempdir(tag: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("hivecast-publish-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
@@ -292,21 +405,24 @@ mod tests {
         )
         .expect("write");
         let mut p = Publisher::new();
+        assert_eq!(p.chunk_size(), DEFAULT_CHUNK_SIZE);
         let r = p.scan(&d).expect("scan");
         assert_eq!(r.playlists, 2);
         assert_eq!(r.written, 2);
-        let m: Manifest = serde_json::from_str(
-            &std::fs::read_to_string(d.join("index.sha256.json")).expect("sidecar"),
-        )
-        .expect("json");
+        let m = read_sidecar(&d.join("index.sha256.json"));
         assert_eq!(m.segments["a.ts"], hex::encode(sha256(b"AAAA")));
         assert_eq!(m.segments["b.ts"], hex::encode(sha256(b"BBBB")));
-        let br: Manifest = serde_json::from_str(
-            &std::fs::read_to_string(d.join("br/br.sha256.json")).expect("sidecar"),
-        )
-        .expect("json");
+        assert_eq!(m.chunk_size, Some(DEFAULT_CHUNK_SIZE));
+        let chunks = m.chunks.as_ref().expect("chunks");
+        assert_eq!(chunks.len(), 2);
+        assert_eq!(chunks["a.ts"], expected_chunks(b"AAAA", 65536));
+        assert_eq!(chunks["b.ts"], expected_chunks(b"BBBB", 65536));
+        let br = read_sidecar(&d.join("br/br.sha256.json"));
         assert_eq!(br.segments["media.ts@0-4"], hex::encode(sha256(b"0123")));
         assert_eq!(br.segments["media.ts@4-6"], hex::encode(sha256(b"456789")));
+        let chunks = br.chunks.as_ref().expect("chunks");
+        assert_eq!(chunks["media.ts@0-4"], expected_chunks(b"0123", 65536));
+        assert_eq!(chunks["media.ts@4-6"], expected_chunks(b"456789", 65536));
 
         // Unchanged: nothing rewritten.
         assert_eq!(p.scan(&d).expect("scan").written, 0);
@@ -317,12 +433,119 @@ mod tests {
             .expect("write");
         std::fs::remove_file(d.join("a.ts")).expect("rm");
         assert_eq!(p.scan(&d).expect("scan").written, 1);
-        let m: Manifest = serde_json::from_str(
-            &std::fs::read_to_string(d.join("index.sha256.json")).expect("sidecar"),
-        )
-        .expect("json");
+        let m = read_sidecar(&d.join("index.sha256.json"));
         assert!(!m.segments.contains_key("a.ts"));
         assert_eq!(m.segments["c.ts"], hex::encode(sha256(b"CCCC")));
+        let chunks = m.chunks.as_ref().expect("chunks");
+        assert!(!chunks.contains_key("a.ts"));
+        assert_eq!(chunks["c.ts"], expected_chunks(b"CCCC", 65536));
+        assert_eq!(p.known.len(), 4, "b, c and the two ranges; a is forgotten");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn publishes_multi_chunk_digests_for_files_and_ranges() {
+        let d = tempdir("chunks");
+        // 3.5 chunks of 4 KiB, then a byte range over the middle of it.
+        let body: Vec<u8> = (0..14_336u32).map(|i| (i % 253) as u8).collect();
+        std::fs::write(d.join("big.ts"), &body).expect("write");
+        std::fs::write(d.join("exact.ts"), &body[..8192]).expect("write");
+        std::fs::write(d.join("empty.ts"), b"").expect("write");
+        std::fs::write(
+            d.join("index.m3u8"),
+            "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\nbig.ts\n#EXTINF:2,\nexact.ts\n\
+             #EXTINF:2,\nempty.ts\n#EXT-X-BYTERANGE:5000@1000\n#EXTINF:2,\nbig.ts\n#EXT-X-ENDLIST\n",
+        )
+        .expect("write");
+        let mut p = Publisher::with_chunk_size(4096);
+        assert_eq!(p.scan(&d).expect("scan").written, 1);
+        let m = read_sidecar(&d.join("index.sha256.json"));
+        assert_eq!(m.chunk_size, Some(4096));
+        let chunks = m.chunks.as_ref().expect("chunks");
+        assert_eq!(chunks.len(), 4);
+        assert_eq!(chunks["big.ts"], expected_chunks(&body, 4096));
+        assert_eq!(chunks["big.ts"].len(), 4 * 64);
+        assert_eq!(chunks["exact.ts"], expected_chunks(&body[..8192], 4096));
+        assert_eq!(chunks["exact.ts"].len(), 2 * 64);
+        assert_eq!(chunks["empty.ts"], "");
+        assert_eq!(
+            chunks["big.ts@1000-5000"],
+            expected_chunks(&body[1000..6000], 4096)
+        );
+        // What an agent gets out of it verifies the real bytes, chunk by chunk.
+        let text = std::fs::read(d.join("index.sha256.json")).expect("read");
+        let digests = super::super::Digests::parse(&text).expect("parse");
+        let c = digests.chunks("big.ts").expect("chunks");
+        assert!(c.fits(body.len() as u64));
+        for i in 0..c.count() {
+            let r = c.range(i, body.len() as u64).expect("range");
+            assert!(c.verify(i, body.len() as u64, &body[r]));
+        }
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn chunk_size_zero_writes_no_chunk_digests() {
+        let d = tempdir("nochunks");
+        std::fs::write(d.join("a.ts"), vec![1u8; 10_000]).expect("write");
+        std::fs::write(
+            d.join("index.m3u8"),
+            "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\na.ts\n#EXT-X-ENDLIST\n",
+        )
+        .expect("write");
+        let mut p = Publisher::with_chunk_size(0);
+        assert_eq!(p.scan(&d).expect("scan").written, 1);
+        let text = std::fs::read_to_string(d.join("index.sha256.json")).expect("sidecar");
+        assert!(!text.contains("chunk"), "{text}");
+        let m = read_sidecar(&d.join("index.sha256.json"));
+        assert_eq!(m.chunk_size, None);
+        assert_eq!(m.chunks, None);
+        assert_eq!(m.segments["a.ts"], hex::encode(sha256(&[1u8; 10_000])));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn segments_with_too_many_chunks_get_whole_digests_only() {
+        let d = tempdir("toomany");
+        let big = vec![9u8; 4096 * MAX_CHUNKS_PER_SEGMENT + 1];
+        std::fs::write(d.join("big.ts"), &big).expect("write");
+        std::fs::write(d.join("small.ts"), b"small").expect("write");
+        std::fs::write(
+            d.join("index.m3u8"),
+            "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\nbig.ts\n#EXTINF:2,\nsmall.ts\n#EXT-X-ENDLIST\n",
+        )
+        .expect("write");
+        let mut p = Publisher::with_chunk_size(4096);
+        p.scan(&d).expect("scan");
+        let m = read_sidecar(&d.join("index.sha256.json"));
+        assert_eq!(m.segments["big.ts"], hex::encode(sha256(&big)));
+        let chunks = m.chunks.as_ref().expect("chunks");
+        assert!(!chunks.contains_key("big.ts"));
+        assert_eq!(chunks["small.ts"], expected_chunks(b"small", 4096));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn chunk_size_is_checked() {
+        for ok in [0, MIN_CHUNK_SIZE, DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE] {
+            assert!(check_chunk_size(ok).is_ok(), "{ok}");
+        }
+        for bad in [1, MIN_CHUNK_SIZE - 1, MAX_CHUNK_SIZE + 1, u32::MAX] {
+            let e = check_chunk_size(bad).expect_err("invalid");
+            assert!(matches!(e, PublishError::ChunkSize(n) if n == bad));
+            assert!(e.to_string().contains("chunk size"), "{e}");
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let d = tempdir("badsize");
+        let r = rt.block_on(run(&d, false, Duration::from_millis(10), 100));
+        assert!(matches!(r, Err(PublishError::ChunkSize(100))));
+        assert!(
+            std::fs::read_dir(&d).expect("dir").next().is_none(),
+            "nothing written"
+        );
         let _ = std::fs::remove_dir_all(&d);
     }
 
@@ -339,11 +562,9 @@ mod tests {
             "the malformed playlist is skipped, not fatal"
         );
         assert!(r.missing >= 1);
-        let m: Manifest = serde_json::from_str(
-            &std::fs::read_to_string(d.join("index.sha256.json")).expect("sidecar"),
-        )
-        .expect("json");
+        let m = read_sidecar(&d.join("index.sha256.json"));
         assert!(m.segments.is_empty());
+        assert_eq!(m.chunks, Some(BTreeMap::new()));
         assert!(matches!(
             p.scan(&d.join("nope")),
             Err(PublishError::Read { .. })

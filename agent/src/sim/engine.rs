@@ -11,6 +11,7 @@ use crate::core::ids::{Digest, PeerId};
 use crate::core::peer_proto::{DATA_HEADER_LEN, MAX_FRAME_LEN, Message};
 use crate::core::scheduler::{
     Action, PlayerOutcome, PlaylistUpdate, RefuseReason, Scheduler, SchedulerConfig, SegmentInfo,
+    SegmentStatus,
 };
 use crate::sim::{OriginFetches, SimConfig, SimReport};
 
@@ -32,11 +33,29 @@ enum Ev {
     Timer(u32),
     Tracker(u32),
     Connect(u32, u32),
-    Deliver { to: u32, from: u32, msg: SimMsg },
-    Disconnect { to: u32, from: u32 },
-    XferEnd { x: u32, epoch: u64 },
+    Deliver {
+        to: u32,
+        from: u32,
+        msg: SimMsg,
+    },
+    Disconnect {
+        to: u32,
+        from: u32,
+    },
+    XferEnd {
+        x: u32,
+        epoch: u64,
+    },
+    /// The receiver of peer transfer `x` (identified by `uid`) holds its first chunk.
+    FirstChunk {
+        x: u32,
+        uid: u64,
+    },
     Progress(u32),
-    PlayerNeed { a: u32, seq: u64 },
+    PlayerNeed {
+        a: u32,
+        seq: u64,
+    },
     PlayerRetry(u32),
 }
 
@@ -44,7 +63,8 @@ enum Ev {
 /// [`Message`] on delivery (digests are a pure function of the sequence number).
 #[derive(Debug, Clone, Copy)]
 enum SimMsg {
-    Have(u64),
+    /// Sequence number, partial.
+    Have(u64, bool),
     Request(u32, u64),
     Cancel(u32),
     Busy(u32),
@@ -122,6 +142,9 @@ struct Agent {
     downs: Vec<u32>,
     timer_at: Option<Us>,
     progress_armed: bool,
+    /// Uploads of segments we were still receiving that reached their own end first:
+    /// (seq, transfer, uid). They finish one chunk time after we obtain `seq`.
+    waiters: Vec<(u64, u32, u64)>,
     join_t: Us,
     player: Player,
 }
@@ -140,6 +163,10 @@ struct Xfer {
     /// Matches the one pending end event; globally unique, so a stale event of an earlier
     /// transfer that used the same slot can never complete this one.
     epoch: u64,
+    /// Unique per transfer (slots are reused).
+    uid: u64,
+    /// Ran ahead of its partial source; waits in the source's `waiters`.
+    waiting: bool,
     corrupt: bool,
     dropped_by_receiver: bool,
 }
@@ -166,6 +193,7 @@ struct World<'c> {
     free_bf: Vec<u32>,
     xfers: Vec<Option<Xfer>>,
     next_epoch: u64,
+    next_uid: u64,
     free_x: Vec<u32>,
     infos: Vec<SegmentInfo>,
     seg_dur: Us,
@@ -232,6 +260,36 @@ fn add_counters(acc: &mut crate::core::scheduler::Counters, c: &crate::core::sch
     acc.integrity_failures += c.integrity_failures;
 }
 
+/// The scheduler configuration every simulated agent runs with.
+pub(crate) fn scheduler_config(cfg: &SimConfig) -> SchedulerConfig {
+    let s = &cfg.scheduler;
+    let ms = |x: f64| Duration::from_secs_f64((x / 1000.0).max(0.0));
+    let td = Duration::from_secs_f64(cfg.segment_duration_s.max(0.0));
+    let seg_bytes = cfg.bitrate_bps / 8.0 * cfg.segment_duration_s;
+    SchedulerConfig {
+        fetchers: s.fetchers.max(1),
+        seed_fraction_init: s.seed_fraction_init,
+        seed_fraction_min: s.seed_fraction_min,
+        seed_fraction_max: s.seed_fraction_max,
+        seed_fraction_up: s.seed_fraction_up,
+        seed_fraction_up_scarce: s.seed_fraction_up_scarce,
+        seed_fraction_down: s.seed_fraction_down,
+        peer_wait_budget: Some(td.mul_f64(s.peer_wait_factor.max(0.0))),
+        player_wait_budget: ms(s.player_wait_ms),
+        origin_safety_margin: ms(s.origin_margin_ms),
+        stall_timeout: ms(s.stall_timeout_ms.max(1.0)),
+        join_prefetch: s.join_prefetch,
+        upload_slots: s.upload_slots,
+        upload_rate_cap: s
+            .upload_cap_x
+            .map(|x| (x * cfg.bitrate_bps / 8.0).max(1.0) as u64),
+        upload_burst: (seg_bytes * 1.5) as u64,
+        busy_backoff: ms(s.busy_backoff_ms),
+        max_parallel: s.max_parallel.max(1),
+        ..SchedulerConfig::default()
+    }
+}
+
 /// Runs one simulation.
 pub fn run(cfg: &SimConfig) -> SimReport {
     let mut w = World::new(cfg);
@@ -242,32 +300,9 @@ pub fn run(cfg: &SimConfig) -> SimReport {
 
 impl<'c> World<'c> {
     fn new(cfg: &'c SimConfig) -> Self {
-        let s = &cfg.scheduler;
-        let ms = |x: f64| Duration::from_secs_f64((x / 1000.0).max(0.0));
         let td = Duration::from_secs_f64(cfg.segment_duration_s);
         let seg_bytes = cfg.bitrate_bps / 8.0 * cfg.segment_duration_s;
-        let sched_cfg = SchedulerConfig {
-            fetchers: s.fetchers.max(1),
-            seed_fraction_init: s.seed_fraction_init,
-            seed_fraction_min: s.seed_fraction_min,
-            seed_fraction_max: s.seed_fraction_max,
-            seed_fraction_up: s.seed_fraction_up,
-            seed_fraction_up_scarce: s.seed_fraction_up_scarce,
-            seed_fraction_down: s.seed_fraction_down,
-            peer_wait_budget: Some(td.mul_f64(s.peer_wait_factor)),
-            player_wait_budget: ms(s.player_wait_ms),
-            origin_safety_margin: ms(s.origin_margin_ms),
-            stall_timeout: ms(s.stall_timeout_ms.max(1.0)),
-            join_prefetch: s.join_prefetch,
-            upload_slots: s.upload_slots,
-            upload_rate_cap: s
-                .upload_cap_x
-                .map(|x| (x * cfg.bitrate_bps / 8.0).max(1.0) as u64),
-            upload_burst: (seg_bytes * 1.5) as u64,
-            busy_backoff: ms(s.busy_backoff_ms),
-            max_parallel: s.max_parallel.max(1),
-            ..SchedulerConfig::default()
-        };
+        let sched_cfg = scheduler_config(cfg);
         let mut rng = StdRng::seed_from_u64(cfg.seed);
         let seg_dur = us(cfg.segment_duration_s).max(1);
         let end = us(cfg.duration_s);
@@ -284,6 +319,7 @@ impl<'c> World<'c> {
                     digest: Some(digest_of(seq)),
                     duration: td,
                     size_hint: Some((seg_bytes * (1.0 + v)).max(1.0) as u64),
+                    chunked: cfg.chunk_size > 0,
                 }
             })
             .collect();
@@ -315,6 +351,7 @@ impl<'c> World<'c> {
             free_bf: Vec::new(),
             xfers: Vec::new(),
             next_epoch: 0,
+            next_uid: 0,
             free_x: Vec::new(),
             infos,
             seg_dur,
@@ -429,6 +466,7 @@ impl<'c> World<'c> {
             downs: Vec::new(),
             timer_at: None,
             progress_armed: false,
+            waiters: Vec::new(),
             join_t: 0,
             player: Player::default(),
         });
@@ -517,9 +555,10 @@ impl<'c> World<'c> {
                     return;
                 }
                 let msg = match msg {
-                    SimMsg::Have(seq) => Message::Have {
+                    SimMsg::Have(seq, partial) => Message::Have {
                         seq,
                         digest: Some(digest_of(seq)),
+                        partial,
                     },
                     SimMsg::Request(req_id, seq) => Message::Request {
                         req_id,
@@ -557,6 +596,7 @@ impl<'c> World<'c> {
                 self.flush(to);
             }
             Ev::XferEnd { x, epoch } => self.xfer_end(x, epoch),
+            Ev::FirstChunk { x, uid } => self.first_chunk(x, uid),
             Ev::Progress(a) => self.progress(a),
             Ev::PlayerNeed { a, seq } => self.player_need(a, seq),
             Ev::PlayerRetry(a) => self.player_request(a),
@@ -627,6 +667,7 @@ impl<'c> World<'c> {
         self.alive_pos[a as usize] = usize::MAX;
         let c = self.agents[a as usize].sched.counters().clone();
         add_counters(&mut self.retired, &c);
+        self.agents[a as usize].waiters.clear();
         // Abort every transfer touching the agent.
         let xs: Vec<u32> = self.agents[a as usize]
             .ups
@@ -904,7 +945,7 @@ impl<'c> World<'c> {
         self.messages += 1;
         self.message_bytes += msg.encoded_len() as u64;
         let m = match msg {
-            Message::Have { seq, .. } => SimMsg::Have(seq),
+            Message::Have { seq, partial, .. } => SimMsg::Have(seq, partial),
             Message::Request { req_id, seq, .. } => SimMsg::Request(req_id, seq),
             Message::Cancel { req_id } => SimMsg::Cancel(req_id),
             Message::Busy { req_id } => SimMsg::Busy(req_id),
@@ -990,15 +1031,40 @@ impl<'c> World<'c> {
                     self.send(a, b, Message::Cancel { req_id });
                 }
             }
-            Action::SendHave { seq, digest } => {
+            Action::SendHave {
+                seq,
+                digest,
+                partial,
+            } => {
                 let nbs = self.agents[a as usize].neighbors.clone();
                 for b in nbs {
-                    self.send(a, b, Message::Have { seq, digest });
+                    self.send(
+                        a,
+                        b,
+                        Message::Have {
+                            seq,
+                            digest,
+                            partial,
+                        },
+                    );
                 }
             }
-            Action::OfferHave { peer, seq, digest } => {
+            Action::OfferHave {
+                peer,
+                seq,
+                digest,
+                partial,
+            } => {
                 if let Some(b) = peer_idx(self, &peer) {
-                    self.send(a, b, Message::Have { seq, digest });
+                    self.send(
+                        a,
+                        b,
+                        Message::Have {
+                            seq,
+                            digest,
+                            partial,
+                        },
+                    );
                 }
             }
             Action::SendBitfield {
@@ -1093,9 +1159,13 @@ impl<'c> World<'c> {
             start_at,
             tail,
             epoch: 0,
+            uid: self.next_uid,
+            waiting: false,
             corrupt,
             dropped_by_receiver: false,
         };
+        let uid = self.next_uid;
+        self.next_uid += 1;
         let id = if let Some(id) = self.free_x.pop() {
             self.xfers[id as usize] = Some(x);
             id
@@ -1108,6 +1178,15 @@ impl<'c> World<'c> {
         }
         self.agents[to as usize].downs.push(id);
         self.rerate(from, to);
+        if from.is_some() && self.cfg.chunk_size > 0 {
+            // Chunk digests: the receiver verifies (and may forward) the first chunk as soon as
+            // it is in.
+            if let Some(t) = self.xfers[id as usize].as_ref() {
+                let first = (self.cfg.chunk_size as f64).min(t.size);
+                let at = self.now.max(t.start_at) + us(first / t.rate.max(1.0)) + t.tail;
+                self.push(at, Ev::FirstChunk { x: id, uid });
+            }
+        }
         if from.is_some() && !self.agents[to as usize].progress_armed {
             self.agents[to as usize].progress_armed = true;
             self.push(self.now + PROGRESS_EVERY, Ev::Progress(to));
@@ -1141,6 +1220,7 @@ impl<'c> World<'c> {
             let Some(t) = self.xfers[x as usize].as_ref() else {
                 continue;
             };
+            let waiting = t.waiting;
             let down = {
                 let r = &self.agents[t.to as usize];
                 r.down / r.downs.len().max(1) as f64
@@ -1162,7 +1242,9 @@ impl<'c> World<'c> {
                 t.rate = rate;
                 t.epoch = epoch;
             }
-            self.push(end, Ev::XferEnd { x, epoch });
+            if !waiting {
+                self.push(end, Ev::XferEnd { x, epoch });
+            }
         }
     }
 
@@ -1193,11 +1275,87 @@ impl<'c> World<'c> {
         }
     }
 
+    /// Is `a` still receiving `seq` (a partial holder serving it cut-through)?
+    fn receiving(&self, a: u32, seq: u64) -> bool {
+        matches!(
+            self.agents[a as usize].sched.status(seq),
+            Some(SegmentStatus::Fetching | SegmentStatus::Idle)
+        )
+    }
+
+    /// Bytes of `seq` that `a` could forward now: all if it holds it, else its verified chunks
+    /// (the best of its incoming transfers, in whole chunks).
+    fn forwardable(&mut self, a: u32, seq: u64, size: f64) -> f64 {
+        if !self.receiving(a, seq) {
+            return size;
+        }
+        let chunk = self.cfg.chunk_size.max(1) as f64;
+        let xs: Vec<u32> = self.agents[a as usize].downs.clone();
+        let mut best = 0.0f64;
+        for x in xs {
+            self.settle(x);
+            if let Some(t) = self.xfers[x as usize].as_ref()
+                && t.seq == seq
+                && !t.corrupt
+            {
+                best = best.max((t.done / chunk).floor() * chunk);
+            }
+        }
+        best
+    }
+
+    fn first_chunk(&mut self, x: u32, uid: u64) {
+        let Some(t) = self.xfers[x as usize].as_ref() else {
+            return;
+        };
+        if t.uid != uid || t.dropped_by_receiver {
+            return;
+        }
+        let (to, seq, req_id, corrupt) = (t.to, t.seq, t.req_id, t.corrupt);
+        let Some(from) = t.from else {
+            return;
+        };
+        if !self.agents[to as usize].alive {
+            return;
+        }
+        let now = self.at(self.now);
+        if corrupt {
+            // The first chunk fails its digest: the receiver drops the transfer and bans the
+            // sender; nothing of it is kept or forwarded.
+            let from_id = self.agents[from as usize].id;
+            let chunk = self.cfg.chunk_size;
+            self.remove_xfer(x);
+            self.agents[to as usize]
+                .sched
+                .handle_transfer_complete(now, from_id, req_id, chunk, false);
+            self.flush(to);
+            return;
+        }
+        self.agents[to as usize]
+            .sched
+            .handle_partial_verified(now, seq);
+        self.flush(to);
+    }
+
     fn xfer_end(&mut self, x: u32, epoch: u64) {
         let Some(t) = self.xfers[x as usize].as_ref() else {
             return;
         };
         if t.epoch != epoch {
+            return;
+        }
+        if let Some(f) = t.from
+            && self.agents[f as usize].alive
+            && self.receiving(f, t.seq)
+        {
+            // Cut-through from a partial holder that has not got the whole segment yet: the
+            // last chunk follows one chunk time after the holder's copy is complete.
+            let (seq, uid) = (t.seq, t.uid);
+            self.settle(x);
+            if let Some(t) = self.xfers[x as usize].as_mut() {
+                t.waiting = true;
+            }
+            self.agents[f as usize].waiters.push((seq, x, uid));
             return;
         }
         self.settle(x);
@@ -1236,6 +1394,15 @@ impl<'c> World<'c> {
                 self.flush(to);
             }
             Some(f) => {
+                if self.trace_obtained {
+                    eprintln!(
+                        "XFR {} {:.3} {:.0} {}",
+                        t.seq,
+                        (self.now - t.start_at) as f64 / 1e6,
+                        t.rate,
+                        self.agents[f as usize].up as u64
+                    );
+                }
                 let to_id = self.agents[to as usize].id;
                 let from_id = self.agents[f as usize].id;
                 if self.agents[f as usize].alive {
@@ -1281,6 +1448,41 @@ impl<'c> World<'c> {
         if self.agents[a as usize].player.waiting == Some(seq) {
             self.deliver(a, seq);
         }
+        self.release_waiters(a, seq);
+    }
+
+    /// `a` now holds `seq` whole: its cut-through uploads of it send their last chunk.
+    fn release_waiters(&mut self, a: u32, seq: u64) {
+        let ws = &mut self.agents[a as usize].waiters;
+        if ws.is_empty() {
+            return;
+        }
+        let mut mine = Vec::new();
+        ws.retain(|w| {
+            if w.0 == seq {
+                mine.push(*w);
+                false
+            } else {
+                true
+            }
+        });
+        let chunk = self.cfg.chunk_size as f64;
+        for (_, x, uid) in mine {
+            self.settle(x);
+            let Some(t) = self.xfers[x as usize].as_mut() else {
+                continue;
+            };
+            if t.uid != uid || !t.waiting {
+                continue;
+            }
+            t.waiting = false;
+            let last = chunk.min(t.size);
+            let end = self.now + us(last / t.rate.max(1.0)) + t.tail;
+            self.next_epoch += 1;
+            t.epoch = self.next_epoch;
+            let epoch = t.epoch;
+            self.push(end, Ev::XferEnd { x, epoch });
+        }
     }
 
     fn progress(&mut self, a: u32) {
@@ -1304,8 +1506,11 @@ impl<'c> World<'c> {
                 continue;
             }
             any = true;
-            // Bytes visible at the receiver lag by the link latency; ignore that detail.
-            let (req_id, done, size) = (t.req_id, t.done as u64, t.size as u64);
+            // Bytes visible at the receiver lag by the link latency; ignore that detail. A
+            // partial holder sends no more than it has verified.
+            let (req_id, seq, done, size) = (t.req_id, t.seq, t.done, t.size);
+            let done = done.min(self.forwardable(f, seq, size)) as u64;
+            let size = size as u64;
             let from_id = self.agents[f as usize].id;
             self.agents[a as usize]
                 .sched

@@ -22,6 +22,14 @@
 //!   either end. One-way latency per agent is uniform in a range; a message's delay is the sum
 //!   of both ends'. Loss is modelled as extra delay: a message is delayed by `rto_ms` with
 //!   probability `loss`, a transfer by the expected retransmission delay of its chunks.
+//! * **Chunk digests** (`chunk_size` > 0, the default): a receiver verifies a peer transfer
+//!   chunk by chunk; after its first chunk (one chunk time plus the link latency) it tells its
+//!   scheduler (`handle_partial_verified`), which announces a partial `have` and serves requests
+//!   cut-through. A transfer from a partial holder reports no more progress than the holder has
+//!   verified, and when it reaches its own end before the holder's copy is whole it waits: its
+//!   last chunk arrives one chunk time after the holder completes. Origin fetches are not cut
+//!   through (a seed serves once its origin copy is whole). A corrupt sender is detected at the
+//!   first chunk. `chunk_size = 0` models whole-segment digests (store-and-forward).
 //! * **Origin.** Each fetch takes `origin_latency_ms` to first byte and then flows at
 //!   `min(origin_rate_x × bitrate, receiver download share)`; aggregate origin capacity is
 //!   unbounded (a CDN).
@@ -48,6 +56,51 @@ use serde::{Deserialize, Serialize};
 use crate::core::scheduler::SchedulerConfig;
 
 pub use engine::run;
+
+/// Checks a simulation config, reporting every problem at once (one per line).
+pub fn validate(cfg: &SimConfig) -> Result<(), String> {
+    let mut errs = Vec::new();
+    let mut positive = |name: &str, v: f64| {
+        if !(v.is_finite() && v > 0.0) {
+            errs.push(format!("{name} must be a positive number (got {v})"));
+        }
+    };
+    positive("duration_s", cfg.duration_s);
+    positive("segment_duration_s", cfg.segment_duration_s);
+    positive("bitrate_bps", cfg.bitrate_bps);
+    positive("upload_mean_x", cfg.upload_mean_x);
+    positive("download_mean_x", cfg.download_mean_x);
+    positive("poll_interval_ms", cfg.poll_interval_ms);
+    if cfg.agents == 0 {
+        errs.push("agents must be at least 1".into());
+    }
+    if !(0.0..=1.0).contains(&cfg.churn_per_min) {
+        errs.push(format!(
+            "churn_per_min must lie within [0, 1] (got {})",
+            cfg.churn_per_min
+        ));
+    }
+    if cfg.chunk_size != 0
+        && !(u64::from(crate::integrity::MIN_CHUNK_SIZE)
+            ..=u64::from(crate::integrity::MAX_CHUNK_SIZE))
+            .contains(&cfg.chunk_size)
+    {
+        errs.push(format!(
+            "chunk_size must be 0 or within {}..={} bytes (got {})",
+            crate::integrity::MIN_CHUNK_SIZE,
+            crate::integrity::MAX_CHUNK_SIZE,
+            cfg.chunk_size
+        ));
+    }
+    if let Err(e) = engine::scheduler_config(cfg).validate() {
+        errs.push(e.to_string());
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(errs.join("\n"))
+    }
+}
 
 /// The report keys every swarm benchmark writes (simulation and emulation alike); dashboards
 /// and the benchmark table read these names.
@@ -117,6 +170,9 @@ pub struct SimConfig {
     pub latency_ms_min: f64,
     /// Upper end of the latency range, ms.
     pub latency_ms_max: f64,
+    /// Chunk size of the published chunk digests, bytes; 0 = whole-segment digests only
+    /// (store-and-forward).
+    pub chunk_size: u64,
     /// Packet loss probability (modelled as extra delay).
     pub loss: f64,
     /// Extra delay of a lost message, ms.
@@ -161,6 +217,7 @@ impl Default for SimConfig {
             download_sigma: 0.5,
             latency_ms_min: 5.0,
             latency_ms_max: 40.0,
+            chunk_size: crate::integrity::DEFAULT_CHUNK_SIZE as u64,
             loss: 0.01,
             rto_ms: 200.0,
             origin_latency_ms: 50.0,

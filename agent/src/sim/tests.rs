@@ -158,3 +158,61 @@ fn swarm_figures_serialize_exactly_the_report_keys() {
     got.sort_unstable();
     assert_eq!(got, want);
 }
+
+#[test]
+fn bad_configs_are_reported_all_at_once() {
+    assert_eq!(validate(&SimConfig::default()), Ok(()));
+    let mut cfg = SimConfig {
+        agents: 0,
+        duration_s: -1.0,
+        chunk_size: 100,
+        churn_per_min: 2.0,
+        ..SimConfig::default()
+    };
+    cfg.scheduler.seed_fraction_max = 0.01;
+    let e = validate(&cfg).unwrap_err();
+    for needle in [
+        "agents",
+        "duration_s",
+        "chunk_size",
+        "churn_per_min",
+        "seed_fraction",
+    ] {
+        assert!(e.contains(needle), "{needle} missing from: {e}");
+    }
+}
+
+#[test]
+fn cut_through_spreads_a_live_segment_further_than_store_and_forward() {
+    // Slow uplinks (1.2x the bitrate) and a 3-segment player latency: whole-segment hops eat
+    // the budget; chunk hops do not.
+    let base = SimConfig {
+        seed: 3,
+        agents: 60,
+        duration_s: 120.0,
+        warmup_s: 30.0,
+        tail_s: 15.0,
+        segment_duration_s: 2.0,
+        bitrate_bps: 3_000_000.0,
+        upload_mean_x: 1.2,
+        upload_sigma: 0.2,
+        degree: 8,
+        max_degree: 12,
+        churn_per_min: 0.0,
+        ..SimConfig::default()
+    };
+    let whole = run(&SimConfig {
+        chunk_size: 0,
+        ..base.clone()
+    });
+    let chunked = run(&base);
+    assert_sane(&whole);
+    assert_sane(&chunked);
+    assert!(
+        chunked.figures.offload_ratio > whole.figures.offload_ratio,
+        "cut-through {} vs store-and-forward {}",
+        chunked.figures.offload_ratio,
+        whole.figures.offload_ratio
+    );
+    assert_eq!(chunked.integrity_failures, 0);
+}

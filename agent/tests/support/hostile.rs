@@ -1,7 +1,9 @@
 //! A misbehaving peer for tests: it joins a swarm through the real tracker with the agent's own
 //! transport and tracker client, speaks the peer protocol correctly, announces `have` for
 //! every segment of the live playlist (with the origin's real digests), and then answers
-//! requests badly: corrupted bytes, or half a segment and a dropped link.
+//! requests badly: corrupted bytes, half a segment and a dropped link, or the real segment with
+//! one byte flipped in its second chunk and then silence (only chunk digests can catch that
+//! before the transfer ends).
 #![allow(dead_code)]
 
 use std::sync::Arc;
@@ -27,6 +29,9 @@ pub enum Mode {
     Corrupt,
     /// Sends the first half of the segment, then closes the link.
     DropMidTransfer,
+    /// Sends the real segment's first chunk, then its second chunk with one byte flipped, then
+    /// nothing more (the link stays open).
+    CorruptChunk,
 }
 
 /// Counters the test reads.
@@ -152,6 +157,7 @@ async fn serve_link(
     let _ = sender.send(enc(&session.handshake())).await;
     let client = hivecast_demo::client::HttpClient::new(Duration::from_secs(5));
     let mut announced = std::collections::BTreeSet::new();
+    let mut urls = std::collections::HashMap::new();
     let mut tick = tokio::time::interval(Duration::from_millis(300));
     loop {
         tokio::select! {
@@ -165,22 +171,50 @@ async fn serve_link(
                     continue;
                 };
                 for s in &m.segments {
+                    urls.insert(s.seq, s.url.clone());
                     if announced.insert(s.seq)
                         && let Some(d) = digest_of(s.seq).and_then(|h| h.parse::<Digest>().ok())
                     {
-                        let _ = sender.send(enc(&Message::Have { seq: s.seq, digest: Some(d) })).await;
+                        let _ = sender.send(enc(&Message::Have { seq: s.seq, digest: Some(d), partial: false })).await;
                     }
                 }
             }
             frame = receiver.recv() => {
                 let Ok(frame) = frame else { break };
                 match session.handle_frame(Instant::now(), frame) {
+                    Ok(SessionEvent::Control(Message::Request { req_id, seq, .. })) if mode == Mode::CorruptChunk => {
+                        stats.requests.fetch_add(1, Ordering::Relaxed);
+                        let Some(url) = urls.get(&seq) else { continue };
+                        let Ok(f) = client.get(url.as_str(), &[]).await else { continue };
+                        let mut body = f.body.to_vec();
+                        let chunk = hivecast_agent::integrity::DEFAULT_CHUNK_SIZE as usize;
+                        // Corrupt the second chunk when there is a third, else the first; send
+                        // up to the end of the corrupted chunk only.
+                        let bad = if body.len() > 2 * chunk { 1 } else { 0 };
+                        if body.len() <= chunk {
+                            continue;
+                        }
+                        body[bad * chunk + 10] ^= 0x55;
+                        let limit = (bad + 1) * chunk;
+                        let total = body.len() as u32;
+                        let body = Bytes::from(body);
+                        let mut off = 0usize;
+                        while off < limit {
+                            let end = (off + 60_000).min(limit);
+                            let m = Message::Data { req_id, offset: off as u32, total_len: total, payload: body.slice(off..end) };
+                            if sender.send(enc(&m)).await.is_err() {
+                                break;
+                            }
+                            off = end;
+                        }
+                        stats.bad_answers.fetch_add(1, Ordering::Relaxed);
+                    }
                     Ok(SessionEvent::Control(Message::Request { req_id, .. })) => {
                         stats.requests.fetch_add(1, Ordering::Relaxed);
                         let total: u32 = 200_000;
                         let chunk = 60_000usize;
                         let limit = match mode {
-                            Mode::Corrupt => total as usize,
+                            Mode::Corrupt | Mode::CorruptChunk => total as usize,
                             Mode::DropMidTransfer => total as usize / 2,
                         };
                         let mut off = 0usize;
