@@ -320,7 +320,7 @@ const DOCS: &[(&str, &str)] = &[
     ),
     (
         "p2p.upload_slots",
-        "Concurrent uploads to peers; further requests get `busy`.",
+        "Most concurrent uploads to peers (fewer while the measured upload rate cannot give each 3/4 of the stream rate); further requests get `busy`.",
     ),
     (
         "p2p.upload_rate_cap",

@@ -165,7 +165,8 @@ pub struct P2pConfig {
     pub hungry_announce_interval: Duration,
     /// Origin copies wanted per new live segment per swarm (`k`).
     pub fetchers: u32,
-    /// Concurrent uploads to peers.
+    /// Most concurrent uploads to peers; fewer while the measured upload rate cannot give
+    /// each 3/4 of the stream rate (1 = no adaptation, 0 = no upload).
     pub upload_slots: usize,
     /// Upload rate cap in bytes per second; 0 means no cap.
     pub upload_rate_cap: ByteSize,
@@ -198,7 +199,7 @@ impl Default for P2pConfig {
             announce_interval: Duration::from_secs(60),
             hungry_announce_interval: Duration::from_secs(5),
             fetchers: 1,
-            upload_slots: 2,
+            upload_slots: 4,
             upload_rate_cap: ByteSize::b(0),
             peer_wait_budget: Duration::ZERO,
             stall_timeout: Duration::from_secs(1),

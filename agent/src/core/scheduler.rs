@@ -34,9 +34,14 @@
 //!   its measured rate) is past the segment's need-by time goes to the origin at once and is
 //!   cancelled, so the holder's upload serves someone who can still make it. The first verified
 //!   copy wins; the others are cancelled. A peer that disconnects mid-transfer is replaced at once.
-//! * **Upload.** At most `upload_slots` concurrent uploads (default 1: with store-and-forward, a
-//!   segment spreads fastest when each holder serves one peer at full rate, because the receiver
-//!   can relay sooner) and an optional token-bucket rate cap; beyond that requests get `Busy`;
+//! * **Upload.** Concurrent uploads are *adaptive*: as many as the measured upload rate can feed
+//!   at three quarters of the stream rate each (`floor(upload ÷ (0.75 × stream))`), at least 1
+//!   and at most `upload_slots` (default 4); one until both rates are measured. A slow uplink
+//!   serves one peer at full rate (a segment spreads fastest that way, because the receiver can
+//!   relay sooner); a fast one serves several at once, each still faster than the stream is
+//!   played. The upload rate is an EWMA over finished whole-segment uploads (bytes ÷ time ×
+//!   uploads running), the stream rate over segment sizes ÷ durations. With an optional
+//!   token-bucket rate cap; beyond that requests get `Busy`;
 //!   requests for segments we do not hold (or hold with another digest) get `Absent`. Peers we
 //!   refused for lack of a slot are offered the segment again (a targeted `have`, to a few of them
 //!   per freed slot) so upload capacity does not idle while requesters wait.
@@ -177,8 +182,9 @@ pub struct SchedulerConfig {
     pub join_prefetch: usize,
     /// VOD: segments fetched ahead of the last player request (default 3).
     pub vod_lookahead: usize,
-    /// Concurrent uploads to peers (default 1: serving one peer at full rate spreads a segment
-    /// fastest under store-and-forward; see the module docs).
+    /// Most concurrent uploads to peers (default 4). Fewer are used while the measured upload
+    /// rate cannot give each at least 3/4 of the stream rate (see the module docs, "Upload");
+    /// 1 disables the adaptation, 0 disables uploading.
     pub upload_slots: usize,
     /// Upload rate cap in bytes/s (default none).
     pub upload_rate_cap: Option<u64>,
@@ -228,7 +234,7 @@ impl Default for SchedulerConfig {
             stall_timeout: Duration::from_secs(1),
             join_prefetch: 3,
             vod_lookahead: 3,
-            upload_slots: 1,
+            upload_slots: 4,
             upload_rate_cap: None,
             upload_burst: 2 * 1024 * 1024,
             allow_unverified: false,
@@ -701,7 +707,16 @@ impl Seg {
 struct Upload {
     peer: PeerId,
     req_id: u32,
+    started: Instant,
+    /// Served from a partial copy: paced by our own download, so not a measure of our uplink.
+    partial: bool,
 }
+
+/// Smallest finished upload that counts as an upload-rate sample.
+const UPLOAD_SAMPLE_MIN_BYTES: u64 = 64 * 1024;
+
+/// Each concurrent upload should get at least this fraction of the stream rate.
+const SLOT_STREAM_SHARE: f64 = 0.75;
 
 #[derive(Clone, Copy, Debug)]
 struct Outstanding {
@@ -741,6 +756,10 @@ pub struct Scheduler {
     swarm_size: Option<usize>,
     rho: f64,
     origin_ewma: Option<f64>,
+    /// Measured upload rate, bytes/s (EWMA).
+    upload_rate: Option<f64>,
+    /// Stream rate, bytes/s (EWMA of segment size ÷ duration).
+    stream_rate: Option<f64>,
     next_req_id: u32,
     last_now: Instant,
 }
@@ -772,6 +791,8 @@ impl Scheduler {
             swarm_size: None,
             rho,
             origin_ewma: None,
+            upload_rate: None,
+            stream_rate: None,
             next_req_id: 1,
             last_now: now,
         })
@@ -826,6 +847,26 @@ impl Scheduler {
         &self.swarm
     }
 
+    /// Whether [`Action::SendHave`] for `seq` should reach `peer`: not if it announced the
+    /// segment whole itself, nor, for a partial `have`, if it announced it partial (it is
+    /// receiving it already). Shells filter their broadcast with this.
+    pub fn needs_have(&self, peer: &PeerId, seq: u64, partial: bool) -> bool {
+        self.swarm
+            .get(peer)
+            .is_none_or(|p| !(p.have.contains(seq) || (partial && p.partial.contains(seq))))
+    }
+
+    /// Upload slots in use now: see the module docs, "Upload".
+    pub fn slots(&self) -> usize {
+        let max = self.cfg.upload_slots;
+        match (self.upload_rate, self.stream_rate) {
+            (Some(up), Some(stream)) if stream > 0.0 && max > 1 => {
+                ((up / (SLOT_STREAM_SHARE * stream)).floor() as usize).clamp(1, max)
+            }
+            _ => max.min(1),
+        }
+    }
+
     /// Number of segments tracked.
     pub fn tracked_segments(&self) -> usize {
         self.segs.len()
@@ -850,15 +891,17 @@ impl Scheduler {
 
     /// When [`handle_timeout`](Self::handle_timeout) must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        let margin = self.margin_now();
         self.active
             .iter()
-            .filter_map(|seq| self.segs.get(seq).and_then(|s| self.wake(s)))
+            .filter_map(|seq| self.segs.get(seq).and_then(|s| self.wake(s, margin)))
             .min()
     }
 
     /// Runs the timers that are due.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.last_now = now;
+        let margin = self.margin_now();
         let due: Vec<u64> = self
             .active
             .iter()
@@ -866,7 +909,7 @@ impl Scheduler {
             .filter(|seq| {
                 self.segs
                     .get(seq)
-                    .and_then(|s| self.wake_raw(s))
+                    .and_then(|s| self.wake_raw(s, margin))
                     .is_some_and(|t| t <= now)
             })
             .collect();
@@ -1406,7 +1449,7 @@ impl Scheduler {
             return;
         }
         let size = self.segs.get(&seq).and_then(|s| s.size).unwrap_or(0);
-        let slot_free = self.uploads.len() < self.cfg.upload_slots
+        let slot_free = self.uploads.len() < self.slots()
             && !self
                 .uploads
                 .iter()
@@ -1427,7 +1470,12 @@ impl Scheduler {
             }
             return;
         }
-        self.uploads.push(Upload { peer, req_id });
+        self.uploads.push(Upload {
+            peer,
+            req_id,
+            started: now,
+            partial,
+        });
         if let Some(p) = self.swarm.get_mut(&peer) {
             p.uploads += 1;
         }
@@ -1443,11 +1491,20 @@ impl Scheduler {
     /// The upload of `req_id` to `peer` finished (all chunks handed to the channel) or failed.
     pub fn handle_upload_done(&mut self, now: Instant, peer: PeerId, req_id: u32, bytes_sent: u64) {
         self.last_now = now;
-        let before = self.uploads.len();
-        self.uploads
-            .retain(|u| !(u.peer == peer && u.req_id == req_id));
-        if self.uploads.len() == before {
+        let running = self.uploads.len();
+        let Some(i) = self
+            .uploads
+            .iter()
+            .position(|u| u.peer == peer && u.req_id == req_id)
+        else {
             return;
+        };
+        let up = self.uploads.swap_remove(i);
+        let secs = now.saturating_duration_since(up.started).as_secs_f64();
+        if !up.partial && bytes_sent >= UPLOAD_SAMPLE_MIN_BYTES && secs >= 0.01 {
+            // The uplink was shared by the uploads running meanwhile (about `running`).
+            let sample = bytes_sent as f64 / secs * running as f64;
+            self.upload_rate = Some(ewma(self.upload_rate, sample, self.cfg.weights.ewma_alpha));
         }
         self.counters.uploads_done += 1;
         self.counters.uploaded_bytes += bytes_sent;
@@ -1461,7 +1518,7 @@ impl Scheduler {
     fn offer_free_slots(&mut self, now: Instant) {
         // Offer to a few refused peers per free slot: some of them found another holder
         // meanwhile and will not ask again, and an unused slot is wasted upload.
-        let mut free = self.cfg.upload_slots.saturating_sub(self.uploads.len()) * OFFER_FANOUT;
+        let mut free = self.slots().saturating_sub(self.uploads.len()) * OFFER_FANOUT;
         if let Some(b) = self.bucket.as_mut()
             && b.balance(now) <= 0.0
         {
@@ -1705,6 +1762,14 @@ impl Scheduler {
         let Some(seg) = self.segs.get_mut(&seq) else {
             return;
         };
+        let secs = seg.duration.as_secs_f64();
+        if size > 0 && secs > 0.0 {
+            self.stream_rate = Some(ewma(
+                self.stream_rate,
+                size as f64 / secs,
+                self.cfg.weights.ewma_alpha,
+            ));
+        }
         seg.status = SegmentStatus::Have;
         seg.source = Some(source);
         seg.size = Some(size);
@@ -1860,20 +1925,13 @@ impl Scheduler {
 
     /// Best holder of `seq` we may ask now: complete holders first, then partial ones.
     fn pick_holder(&self, now: Instant, seq: u64) -> Option<PeerId> {
-        self.pick_holder_in(now, seq, false)
-            .or_else(|| self.pick_holder_in(now, seq, true))
-    }
-
-    fn pick_holder_in(&self, now: Instant, seq: u64, partial: bool) -> Option<PeerId> {
         let seg = self.segs.get(&seq)?;
         let mut cands: Vec<(PeerId, PeerStats)> = Vec::new();
+        let mut partials: Vec<(PeerId, PeerStats)> = Vec::new();
         for p in self.swarm.peers() {
-            let listed = if partial {
-                p.partial.contains(seq) && !p.have.contains(seq)
-            } else {
-                p.have.contains(seq)
-            };
-            if !listed || p.in_flight >= self.cfg.max_requests_per_peer {
+            let whole = p.have.contains(seq);
+            if !(whole || p.partial.contains(seq)) || p.in_flight >= self.cfg.max_requests_per_peer
+            {
                 continue;
             }
             let marked = seg.marks.iter().any(|(id, m)| {
@@ -1890,7 +1948,14 @@ impl Scheduler {
             if marked || fetching {
                 continue;
             }
-            cands.push((p.id, p.stats()));
+            if whole {
+                cands.push((p.id, p.stats()));
+            } else {
+                partials.push((p.id, p.stats()));
+            }
+        }
+        if cands.is_empty() {
+            cands = partials;
         }
         let key = mix64(seq ^ rendezvous_score(seq, &self.me));
         choose_peer(&cands, key, &self.cfg.weights).and_then(|i| cands.get(i).map(|c| c.0))
@@ -2071,7 +2136,12 @@ impl Scheduler {
     /// Calls `consider` with every time at which `drive` has something to decide for this
     /// segment (deadlines, stall checks, busy back-offs, the backstop), whether past or not.
     /// `None` when nothing is pending; `Some(t)` with a retry time that overrides the rest.
-    fn wake_times(&self, seg: &Seg, mut consider: impl FnMut(Instant)) -> Option<Option<Instant>> {
+    fn wake_times(
+        &self,
+        seg: &Seg,
+        margin_now: Duration,
+        mut consider: impl FnMut(Instant),
+    ) -> Option<Option<Instant>> {
         if seg.is_final() || !seg.wanted || seg.has_origin_fetch() {
             return None;
         }
@@ -2098,23 +2168,25 @@ impl Scheduler {
             consider(d);
         }
         if let Some(n) = seg.need_by {
-            consider(n.checked_sub(self.margin_now()).unwrap_or(n));
+            consider(n.checked_sub(margin_now).unwrap_or(n));
         }
         Some(None)
     }
 
     /// Next time `drive` has something to decide for this segment, even if already past.
-    fn wake_raw(&self, seg: &Seg) -> Option<Instant> {
+    fn wake_raw(&self, seg: &Seg, margin_now: Duration) -> Option<Instant> {
         let mut best: Option<Instant> = None;
-        let retry = self.wake_times(seg, |t| best = Some(best.map_or(t, |b| b.min(t))))?;
+        let retry = self.wake_times(seg, margin_now, |t| {
+            best = Some(best.map_or(t, |b| b.min(t)))
+        })?;
         retry.or(best)
     }
 
     /// Like `wake_raw` but never in the past relative to the latest input, so drivers do not spin
     /// on a condition `drive` already handled (e.g. a passed deadline with a healthy transfer).
-    fn wake(&self, seg: &Seg) -> Option<Instant> {
+    fn wake(&self, seg: &Seg, margin_now: Duration) -> Option<Instant> {
         let mut best: Option<Instant> = None;
-        let retry = self.wake_times(seg, |t| {
+        let retry = self.wake_times(seg, margin_now, |t| {
             if t > self.last_now {
                 best = Some(best.map_or(t, |b| b.min(t)));
             }
@@ -3063,6 +3135,49 @@ mod tests {
     }
 
     #[test]
+    fn upload_slots_follow_the_measured_upload_rate() {
+        let t0 = Instant::now();
+        let mut s = joined(t0, 1, &[2, 3, 4, 5], no_seed());
+        // Nothing measured: one slot.
+        assert_eq!(s.slots(), 1);
+        // A 1 MB segment of 4 s: the stream runs at 250 kB/s.
+        s.handle_player_request(t0, 5);
+        drain(&mut s);
+        s.handle_origin_result(t0, 5, Ok(1_000_000));
+        drain(&mut s);
+        let req = |req_id| Message::Request {
+            req_id,
+            seq: 5,
+            digest: dig(5),
+        };
+        s.handle_peer_message(t0, pid(2), &req(1));
+        drain(&mut s);
+        // 1 MB went out in 2 s alone: 500 kB/s feeds floor(500 / 187.5) = 2 uploads.
+        s.handle_upload_done(t0 + Duration::from_secs(2), pid(2), 1, 1_000_000);
+        assert_eq!(s.slots(), 2);
+        s.handle_peer_message(t0, pid(3), &req(2));
+        s.handle_peer_message(t0, pid(4), &req(3));
+        s.handle_peer_message(t0, pid(5), &req(4));
+        let acts = drain(&mut s);
+        let served = acts
+            .iter()
+            .filter(|a| matches!(a, Action::ServePeer { .. }))
+            .count();
+        assert_eq!(served, 2, "{acts:?}");
+        // Never above the configured maximum.
+        let cfg = SchedulerConfig {
+            upload_slots: 1,
+            ..no_seed()
+        };
+        let mut s = joined(t0, 1, &[2], cfg);
+        fetch_from_origin(&mut s, t0, 5);
+        s.handle_peer_message(t0, pid(2), &req(1));
+        drain(&mut s);
+        s.handle_upload_done(t0 + Duration::from_millis(100), pid(2), 1, 1_000_000);
+        assert_eq!(s.slots(), 1);
+    }
+
+    #[test]
     fn upload_rate_cap_refuses_when_in_debt() {
         let t0 = Instant::now();
         let cfg = SchedulerConfig {
@@ -3083,7 +3198,9 @@ mod tests {
         };
         s.handle_peer_message(t0, pid(2), &req(1));
         assert!(matches!(drain(&mut s)[..], [Action::ServePeer { .. }]));
-        // 1 MB admitted against a 100 kB burst: 9 s of debt at 100 kB/s.
+        s.handle_upload_done(t0 + Duration::from_secs(1), pid(2), 1, 1_000_000);
+        drain(&mut s);
+        // 1 MB admitted against a 100 kB burst: 9 s of debt at 100 kB/s (the slot is free).
         s.handle_peer_message(t0 + Duration::from_secs(5), pid(3), &req(2));
         assert!(matches!(
             drain(&mut s)[..],

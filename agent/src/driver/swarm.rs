@@ -940,10 +940,15 @@ impl SwarmTask {
                     if self.segs.get(&seq).is_some_and(|s| s.unshareable) {
                         continue;
                     }
+                    let sched = &self.sched;
                     let ids: Vec<u64> = self
                         .conns
                         .iter()
-                        .filter(|(_, c)| c.established && (c.cut_through || !partial))
+                        .filter(|(_, c)| {
+                            c.established
+                                && (c.cut_through || !partial)
+                                && sched.needs_have(&c.peer, seq, partial)
+                        })
                         .map(|(i, _)| *i)
                         .collect();
                     for id in ids {
@@ -1207,7 +1212,11 @@ impl SwarmTask {
             Some(p) if p.total() as u64 == total => p
                 .extend_from(prefix)
                 .map_err(|m| format!("chunk {} fails its digest", m.index)),
-            _ => Err(format!(
+            // Another transfer announced another length that also fits the chunk list: one of
+            // them lies, and its last chunk will show which. Not cut through; this body is
+            // still verified whole when it completes.
+            Some(_) => Ok(0),
+            None => Err(format!(
                 "announced length {total} does not match the published chunk digests"
             )),
         };
@@ -1215,6 +1224,9 @@ impl SwarmTask {
             Ok(0) => {}
             Ok(_) => self.sched.handle_partial_verified(now, seq),
             Err(why) => {
+                // The partial copy may have taken its length from this peer: start it afresh
+                // (its uploads end with `Absent`; the next transfer rebuilds it).
+                self.partials.remove(&seq);
                 self.s.metrics.integrity_failures.inc();
                 tracing::warn!(peer = %peer, seq, reason = %why, "peer sent data that fails verification; banning it");
                 if let Some(c) = self.conns.get_mut(&id) {
@@ -1230,12 +1242,18 @@ impl SwarmTask {
     /// `seq` is whole and verified: uploads serving our partial copy send the rest.
     fn complete_partial(&mut self, seq: u64, body: &[u8]) {
         if let Some(mut p) = self.partials.remove(&seq) {
+            if p.total() != body.len() {
+                // Its length came from a peer that announced a wrong one: drop it (its
+                // uploads end with `Absent`).
+                tracing::debug!(seq, "partial copy had a wrong announced length; dropped");
+                return;
+            }
             // The body matched the whole-segment digest; re-checking its chunks costs one
             // more hash of the remainder and keeps `PartialSegment` the only way in.
             if p.extend_from(body).is_err() {
                 tracing::warn!(
                     seq,
-                    "verified segment does not match its chunk digests; the sidecar is inconsistent"
+                    "a segment that matches its digest does not match its chunk digests; the sidecar is inconsistent"
                 );
             }
         }

@@ -1,7 +1,6 @@
 //! The event loop of the simulator. See the parent module for the model.
 
-use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
@@ -13,6 +12,7 @@ use crate::core::scheduler::{
     Action, PlayerOutcome, PlaylistUpdate, RefuseReason, Scheduler, SchedulerConfig, SegmentInfo,
     SegmentStatus,
 };
+use crate::sim::queue::CalendarQueue;
 use crate::sim::{OriginFetches, SimConfig, SimReport};
 
 type Us = u64;
@@ -92,30 +92,6 @@ impl std::hash::Hasher for IdHasher {
 
 type IdMap = HashMap<PeerId, u32, std::hash::BuildHasherDefault<IdHasher>>;
 
-struct Entry {
-    t: Us,
-    n: u64,
-    ev: Ev,
-}
-
-impl PartialEq for Entry {
-    fn eq(&self, o: &Self) -> bool {
-        self.t == o.t && self.n == o.n
-    }
-}
-impl Eq for Entry {}
-impl PartialOrd for Entry {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Entry {
-    fn cmp(&self, o: &Self) -> Ordering {
-        // Min-heap on (t, n).
-        (o.t, o.n).cmp(&(self.t, self.n))
-    }
-}
-
 #[derive(Default)]
 struct Player {
     /// Seq whose request is outstanding.
@@ -183,7 +159,7 @@ struct World<'c> {
     rng: StdRng,
     base: Instant,
     now: Us,
-    heap: BinaryHeap<Entry>,
+    heap: CalendarQueue<Ev>,
     n: u64,
     agents: Vec<Agent>,
     alive: Vec<u32>,
@@ -341,7 +317,7 @@ impl<'c> World<'c> {
             rng,
             base: Instant::now(),
             now: 0,
-            heap: BinaryHeap::new(),
+            heap: CalendarQueue::default(),
             n: 0,
             agents: Vec::new(),
             alive: Vec::new(),
@@ -395,7 +371,7 @@ impl<'c> World<'c> {
 
     fn push(&mut self, t: Us, ev: Ev) {
         self.n += 1;
-        self.heap.push(Entry { t, n: self.n, ev });
+        self.heap.push(t, self.n, ev);
     }
 
     fn newest_published(&self, t: Us) -> u64 {
@@ -476,13 +452,13 @@ impl<'c> World<'c> {
     }
 
     fn run_loop(&mut self) {
-        while let Some(e) = self.heap.pop() {
-            if e.t > self.end {
+        while let Some((t, ev)) = self.heap.pop() {
+            if t > self.end {
                 break;
             }
-            self.now = e.t;
+            self.now = t;
             self.events += 1;
-            self.handle(e.ev);
+            self.handle(ev);
         }
         self.now = self.end;
         // Close open stalls and watch time.
@@ -1038,6 +1014,10 @@ impl<'c> World<'c> {
             } => {
                 let nbs = self.agents[a as usize].neighbors.clone();
                 for b in nbs {
+                    let id = self.agents[b as usize].id;
+                    if !self.agents[a as usize].sched.needs_have(&id, seq, partial) {
+                        continue;
+                    }
                     self.send(
                         a,
                         b,

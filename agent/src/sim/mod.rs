@@ -48,6 +48,7 @@
 //! they are always `null` here (the emulation bench in `hivecast-bench` fills them).
 
 mod engine;
+mod queue;
 #[cfg(test)]
 mod tests;
 

@@ -500,6 +500,8 @@ async fn run_session(
             "source=\"peer\"",
         ) as u64,
         integrity_failures: metric(&metrics, "hivecast_agent_integrity_failures_total", "") as u64,
+        cut_through_uploads: metric(&metrics, "hivecast_agent_p2p_cut_through_uploads_total", "")
+            as u64,
         origin_fetches: origin_fetch_reasons(&metrics),
         ..Session::default()
     };

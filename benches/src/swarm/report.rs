@@ -59,6 +59,8 @@ pub struct Session {
     pub peer_bytes: u64,
     /// Peer transfers that failed verification (its metrics).
     pub integrity_failures: u64,
+    /// Uploads of segments it was still receiving (cut-through; its metrics).
+    pub cut_through_uploads: u64,
     /// Origin segment fetches the agent's scheduler started, by reason (its metrics).
     pub origin_fetches: BTreeMap<String, u64>,
 }
@@ -106,6 +108,8 @@ pub struct SwarmReport {
     pub peer_bytes: u64,
     /// Peer transfers that failed verification (must be 0 without hostile peers).
     pub integrity_failures: u64,
+    /// Uploads of segments the uploader was still receiving (cut-through).
+    pub cut_through_uploads: u64,
     /// Segments players skipped or gave up.
     pub lost_segments: u64,
     /// Segments players got that differ from the origin's bytes (must be 0).
@@ -197,6 +201,7 @@ pub fn build(facts: &RunFacts, sessions: &[Session]) -> SwarmReport {
         delivered_segment_bytes: delivered,
         peer_bytes: sessions.iter().map(|s| s.peer_bytes).sum(),
         integrity_failures: sessions.iter().map(|s| s.integrity_failures).sum(),
+        cut_through_uploads: sessions.iter().map(|s| s.cut_through_uploads).sum(),
         lost_segments: sessions.iter().map(|s| s.lost_segments).sum(),
         corrupt_segments: sessions.iter().map(|s| s.corrupt_segments).sum(),
         failed_startups: sessions
@@ -277,6 +282,7 @@ pub fn table(r: &SwarmReport) -> String {
                 .join(", "),
         ),
         ("integrity failures", r.integrity_failures.to_string()),
+        ("cut-through uploads", r.cut_through_uploads.to_string()),
         ("lost segments", r.lost_segments.to_string()),
         ("corrupt segments", r.corrupt_segments.to_string()),
     ];
