@@ -1064,61 +1064,36 @@ impl SwarmTask {
                 .map(|p| (p.subscribe(), p.chunk_size())),
             _ => None,
         };
-        if let (Some((rx, chunk_size)), Some(&id)) = (partial, self.by_peer.get(&peer)) {
-            self.start_partial_upload(id, peer, req_id, rx, chunk_size);
+        let Some(&id) = self.by_peer.get(&peer) else {
+            self.sched.handle_upload_done(now, peer, req_id, 0);
+            return;
+        };
+        if let Some((rx, chunk_size)) = partial {
+            self.s.metrics.p2p_cut_through_uploads.inc();
+            self.spawn_upload(id, peer, req_id, rx, chunk_size);
             return;
         }
-        let (Some(entry), Some(&id)) = (entry, self.by_peer.get(&peer)) else {
+        let Some(entry) = entry else {
             self.send_peer(peer, &Message::Absent { req_id });
             self.sched.handle_upload_done(now, peer, req_id, 0);
             return;
         };
-        let Some(c) = self.conns.get(&id) else { return };
-        let sender = c.sender.clone();
-        let chunk = c
-            .session
-            .max_send_frame()
-            .saturating_sub(DATA_HEADER_LEN)
-            .max(1024);
-        let tx = self.s.tx.clone();
-        let metrics = self.s.metrics.clone();
-        let h = tokio::spawn(async move {
-            let body = entry.body;
-            let total = u32::try_from(body.len()).unwrap_or(u32::MAX);
-            let mut sent = 0u64;
-            let mut offset = 0usize;
-            while offset < body.len() {
-                let end = (offset + chunk).min(body.len());
-                let m = Message::Data {
-                    req_id,
-                    offset: offset as u32,
-                    total_len: total,
-                    payload: body.slice(offset..end),
-                };
-                let Some(frame) = encode_msg(&m) else { break };
-                if sender.send(frame).await.is_err() {
-                    break;
-                }
-                metrics.uploaded_bytes.inc_by((end - offset) as u64);
-                sent += (end - offset) as u64;
-                offset = end;
-            }
-            let _ = tx
-                .send(SwarmInput::UploadDone {
-                    peer,
-                    req_id,
-                    bytes: sent,
-                })
-                .await;
+        // A whole body is a verified prefix of one chunk whose source is already gone.
+        let len = entry.body.len();
+        let (_, rx) = tokio::sync::watch::channel(Verified {
+            chunks: Arc::new(vec![entry.body]),
+            len,
+            total: len,
         });
-        self.uploads.insert((peer, req_id), h.abort_handle());
+        self.spawn_upload(id, peer, req_id, rx, len.max(1));
     }
 }
 
 impl SwarmTask {
-    /// Serves a segment we are still receiving: its verified chunks as they arrive (see
-    /// `partial.rs`). If our copy is given up before it is whole, the peer gets `Absent`.
-    fn start_partial_upload(
+    /// Uploads a segment as `Data` frames of `req_id`: its verified chunks as they arrive
+    /// (whole at once for a cached body; see `partial.rs` for a segment still being received).
+    /// If a partial copy is given up before it is whole, the peer gets `Absent`.
+    fn spawn_upload(
         &mut self,
         id: u64,
         peer: PeerId,
@@ -1126,7 +1101,11 @@ impl SwarmTask {
         mut rx: tokio::sync::watch::Receiver<Verified>,
         chunk_size: usize,
     ) {
-        let Some(c) = self.conns.get(&id) else { return };
+        let Some(c) = self.conns.get(&id) else {
+            self.sched
+                .handle_upload_done(Instant::now(), peer, req_id, 0);
+            return;
+        };
         let sender = c.sender.clone();
         let frame = c
             .session
@@ -1135,7 +1114,6 @@ impl SwarmTask {
             .max(1024);
         let tx = self.s.tx.clone();
         let metrics = self.s.metrics.clone();
-        metrics.p2p_cut_through_uploads.inc();
         let h = tokio::spawn(async move {
             let mut sent = 0usize;
             // Some(true): all sent; Some(false): our copy was given up; None: the link failed.
