@@ -2858,6 +2858,22 @@ mod tests {
         assert!(drain(&mut s).is_empty());
     }
 
+    /// Like `live`, with chunk digests published for every segment.
+    fn live_chunked(s: &mut Scheduler, now: Instant, range: std::ops::RangeInclusive<u64>) {
+        let mut segs = infos(range);
+        for i in &mut segs {
+            i.chunked = true;
+        }
+        s.handle_playlist(
+            now,
+            &PlaylistUpdate {
+                live: true,
+                target_duration: TD,
+                segments: &segs,
+            },
+        );
+    }
+
     /// Like `joined`, with chunk digests published for every segment.
     fn joined_chunked(t0: Instant, me: u8, peers: &[u8], cfg: SchedulerConfig) -> Scheduler {
         let mut s = Scheduler::new(t0, pid(me), cfg).unwrap();
@@ -2865,18 +2881,7 @@ mod tests {
             assert!(s.handle_peer_connected(t0, pid(p)));
         }
         s.handle_swarm_size(t0, 1 << 40);
-        let mut segs = infos(0..=5);
-        for i in &mut segs {
-            i.chunked = true;
-        }
-        s.handle_playlist(
-            t0,
-            &PlaylistUpdate {
-                live: true,
-                target_duration: TD,
-                segments: &segs,
-            },
-        );
+        live_chunked(&mut s, t0, 0..=5);
         drain(&mut s);
         s
     }
@@ -2978,18 +2983,7 @@ mod tests {
         // Both announced before our playlist lists segment 6.
         partial_have(&mut s, t0, 2, 6);
         have(&mut s, t0, 3, 6);
-        let mut segs = infos(0..=6);
-        for i in &mut segs {
-            i.chunked = true;
-        }
-        s.handle_playlist(
-            t0,
-            &PlaylistUpdate {
-                live: true,
-                target_duration: TD,
-                segments: &segs,
-            },
-        );
+        live_chunked(&mut s, t0, 0..=6);
         let reqs = requests(&drain(&mut s));
         assert_eq!(reqs.len(), 1);
         assert_eq!((reqs[0].0, reqs[0].2), (pid(3), 6));
