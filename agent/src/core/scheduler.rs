@@ -2886,6 +2886,15 @@ mod tests {
         s
     }
 
+    /// Player request and origin result: we hold `seq` (1 MB) from the origin.
+    fn hold_from_origin(s: &mut Scheduler, t: Instant, seq: u64) {
+        s.handle_player_request(t, seq);
+        drain(s);
+        s.handle_origin_result(t, seq, Ok(1_000_000));
+        drain(s);
+        assert!(s.has(seq));
+    }
+
     fn partial_have(s: &mut Scheduler, now: Instant, peer: u8, seq: u64) {
         s.handle_peer_message(
             now,
@@ -3024,15 +3033,7 @@ mod tests {
     fn upload_slots_busy_absent_and_reoffer() {
         let t0 = Instant::now();
         let mut s = joined(t0, 1, &[2, 3, 4], no_seed());
-        s.handle_player_request(t0, 5);
-        drain(&mut s);
-        s.handle_origin_result(t0, 5, Ok(1_000_000));
-        drain(&mut s);
-        let req = |seq, req_id| Message::Request {
-            req_id,
-            seq,
-            digest: dig(seq),
-        };
+        hold_from_origin(&mut s, t0, 5);
         s.handle_peer_message(t0, pid(2), &req(5, 1));
         assert_eq!(
             drain(&mut s),
@@ -3135,23 +3136,15 @@ mod tests {
         // Nothing measured: one slot.
         assert_eq!(s.slots(), 1);
         // A 1 MB segment of 4 s: the stream runs at 250 kB/s.
-        s.handle_player_request(t0, 5);
-        drain(&mut s);
-        s.handle_origin_result(t0, 5, Ok(1_000_000));
-        drain(&mut s);
-        let req = |req_id| Message::Request {
-            req_id,
-            seq: 5,
-            digest: dig(5),
-        };
-        s.handle_peer_message(t0, pid(2), &req(1));
+        hold_from_origin(&mut s, t0, 5);
+        s.handle_peer_message(t0, pid(2), &req(5, 1));
         drain(&mut s);
         // 1 MB went out in 2 s alone: 500 kB/s feeds floor(500 / 187.5) = 2 uploads.
         s.handle_upload_done(t0 + Duration::from_secs(2), pid(2), 1, 1_000_000);
         assert_eq!(s.slots(), 2);
-        s.handle_peer_message(t0, pid(3), &req(2));
-        s.handle_peer_message(t0, pid(4), &req(3));
-        s.handle_peer_message(t0, pid(5), &req(4));
+        s.handle_peer_message(t0, pid(3), &req(5, 2));
+        s.handle_peer_message(t0, pid(4), &req(5, 3));
+        s.handle_peer_message(t0, pid(5), &req(5, 4));
         let acts = drain(&mut s);
         let served = acts
             .iter()
@@ -3165,7 +3158,7 @@ mod tests {
         };
         let mut s = joined(t0, 1, &[2], cfg);
         fetch_from_origin(&mut s, t0, 5);
-        s.handle_peer_message(t0, pid(2), &req(1));
+        s.handle_peer_message(t0, pid(2), &req(5, 1));
         drain(&mut s);
         s.handle_upload_done(t0 + Duration::from_millis(100), pid(2), 1, 1_000_000);
         assert_eq!(s.slots(), 1);
@@ -3181,21 +3174,13 @@ mod tests {
             ..no_seed()
         };
         let mut s = joined(t0, 1, &[2, 3], cfg);
-        s.handle_player_request(t0, 5);
-        drain(&mut s);
-        s.handle_origin_result(t0, 5, Ok(1_000_000));
-        drain(&mut s);
-        let req = |req_id| Message::Request {
-            req_id,
-            seq: 5,
-            digest: dig(5),
-        };
-        s.handle_peer_message(t0, pid(2), &req(1));
+        hold_from_origin(&mut s, t0, 5);
+        s.handle_peer_message(t0, pid(2), &req(5, 1));
         assert!(matches!(drain(&mut s)[..], [Action::ServePeer { .. }]));
         s.handle_upload_done(t0 + Duration::from_secs(1), pid(2), 1, 1_000_000);
         drain(&mut s);
         // 1 MB admitted against a 100 kB burst: 9 s of debt at 100 kB/s (the slot is free).
-        s.handle_peer_message(t0 + Duration::from_secs(5), pid(3), &req(2));
+        s.handle_peer_message(t0 + Duration::from_secs(5), pid(3), &req(5, 2));
         assert!(matches!(
             drain(&mut s)[..],
             [Action::Refuse {
@@ -3203,7 +3188,7 @@ mod tests {
                 ..
             }]
         ));
-        s.handle_peer_message(t0 + Duration::from_secs(10), pid(3), &req(3));
+        s.handle_peer_message(t0 + Duration::from_secs(10), pid(3), &req(5, 3));
         assert!(matches!(drain(&mut s)[..], [Action::ServePeer { .. }]));
     }
 
