@@ -206,6 +206,26 @@ impl Proxy {
         self.fetch_segment(key, url, RequestKind::Segment).await
     }
 
+    /// Fetches `range` of a segment straight from the origin, outside the cache and
+    /// single-flight: the tail of a segment whose head a peer delivers. A `206` must answer
+    /// exactly that range (an origin that ignores `Range` fails with `BadRange`).
+    pub(crate) async fn origin_range(
+        &self,
+        url: &Url,
+        range: ByteRange,
+    ) -> Result<bytes::Bytes, OriginError> {
+        let req = FetchRequest {
+            url: url.clone(),
+            kind: RequestKind::Segment,
+            max_bytes: self.cfg.origin.max_segment_size.as_u64(),
+            range: Some(range),
+        };
+        let f = self.origin.fetch(&req).await?;
+        self.metrics
+            .segment_downloaded(Source::Origin, f.body.len(), f.elapsed.as_secs_f64());
+        Ok(f.body)
+    }
+
     /// Fetches and parses a digest sidecar. `None` when absent or invalid (logged).
     pub(crate) async fn fetch_digests(&self, url: &Url) -> Option<crate::integrity::Digests> {
         let req = FetchRequest {

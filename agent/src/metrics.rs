@@ -137,6 +137,8 @@ pub struct Metrics {
     pub p2p_origin_fetches: IntCounterVec,
     /// `hivecast_agent_p2p_cut_through_uploads_total`
     pub p2p_cut_through_uploads: IntCounter,
+    /// `hivecast_agent_p2p_origin_tails_total{outcome}`
+    pub p2p_origin_tails: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -265,6 +267,14 @@ impl Metrics {
                 "Uploads to peers of a segment this agent was still receiving (served chunk by verified chunk).",
             )
             .expect("valid metric"),
+            p2p_origin_tails: IntCounterVec::new(
+                Opts::new(
+                    "hivecast_agent_p2p_origin_tails_total",
+                    "Origin tails (byte ranges) that completed a late peer transfer, by outcome: joined, or failed (then the origin sent the whole segment).",
+                ),
+                &["outcome"],
+            )
+            .expect("valid metric"),
             registry,
         };
         let build_info = IntGaugeVec::new(
@@ -295,6 +305,7 @@ impl Metrics {
             Box::new(m.streams.clone()),
             Box::new(m.p2p_origin_fetches.clone()),
             Box::new(m.p2p_cut_through_uploads.clone()),
+            Box::new(m.p2p_origin_tails.clone()),
             Box::new(build_info),
         ] {
             m.registry.register(c).expect("unique metric names");

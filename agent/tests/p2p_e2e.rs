@@ -30,6 +30,11 @@ impl Drop for LiveOrigin {
 }
 
 async fn live_origin(tag: &str, with_digests: bool) -> LiveOrigin {
+    live_origin_with(tag, with_digests, &[]).await
+}
+
+/// `live_origin` with extra `publish-digests` arguments.
+async fn live_origin_with(tag: &str, with_digests: bool, publish_args: &[&str]) -> LiveOrigin {
     let fx = Fixtures::ensure_async()
         .await
         .expect("fixtures (is ffmpeg installed?)");
@@ -40,7 +45,8 @@ async fn live_origin(tag: &str, with_digests: bool) -> LiveOrigin {
     cfg.window = 6;
     let packager = LivePackager::new(cfg).expect("live packager");
     let digests = packager.digests();
-    let publisher = with_digests.then(|| support::procs::spawn_publish_digests(&dir.join("live")));
+    let publisher = with_digests
+        .then(|| support::procs::spawn_publish_digests_with(&dir.join("live"), publish_args));
     let live = packager.spawn_realtime();
     if with_digests {
         // Readiness: the first sidecar exists.
@@ -222,13 +228,21 @@ fn digest_lookup(t: &DigestTable) -> impl Fn(u64) -> Option<String> + Send + Syn
 }
 
 async fn hostile_case(mode: hostile::Mode) {
-    let live = live_origin(
+    // The test stream's segments are about 130 kB: 16 KiB chunks let a late transfer be split
+    // at a fine grain (the default 64 KiB gives two chunks per segment).
+    let publish_args: &[&str] = match mode {
+        hostile::Mode::Slow => &["--chunk-size", "16384"],
+        _ => &[],
+    };
+    let live = live_origin_with(
         match mode {
             hostile::Mode::Corrupt => "corrupt",
             hostile::Mode::CorruptChunk => "corrupt-chunk",
             hostile::Mode::DropMidTransfer => "drop",
+            hostile::Mode::Slow => "slow",
         },
         true,
+        publish_args,
     )
     .await;
     let tracker = spawn_tracker(0);
@@ -283,6 +297,40 @@ async fn hostile_case(mode: hostile::Mode) {
                 0.0
             );
         }
+        hostile::Mode::Slow => {
+            assert_eq!(
+                metric(&m, "hivecast_agent_integrity_failures_total", ""),
+                0.0
+            );
+            let joined = metric(
+                &m,
+                "hivecast_agent_p2p_origin_tails_total",
+                "outcome=\"joined\"",
+            );
+            let tails = metric(
+                &m,
+                "hivecast_agent_p2p_origin_fetches_total",
+                "reason=\"tail\"",
+            );
+            let peer = metric(
+                &m,
+                "hivecast_agent_downloaded_bytes_total",
+                "source=\"peer\"",
+            );
+            eprintln!("Slow: origin tails {tails}, joined {joined}, peer bytes {peer}");
+            for l in m
+                .lines()
+                .filter(|l| l.contains("p2p_origin") && !l.starts_with('#'))
+            {
+                eprintln!("  {l}");
+            }
+            assert!(
+                joined >= 1.0,
+                "no late peer transfer was completed by an origin tail ({tails} started)\nagent log:\n{}",
+                agent.proc_.log()
+            );
+            assert!(peer > 0.0, "the slow peer's heads were not counted");
+        }
     }
 }
 
@@ -319,6 +367,17 @@ async fn peer_lost_mid_transfer_falls_back_in_time() {
     )
     .await
     .expect("test timed out");
+}
+
+/// An honest peer that sends at a quarter of the stream rate: the agent keeps what it sends before the
+/// deadline and takes only the rest of the segment from the origin (an HTTP range), and the
+/// player gets byte-identical segments without a stall.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_peer_transfer_is_completed_by_an_origin_tail() {
+    let _serial = serial().await;
+    tokio::time::timeout(Duration::from_secs(120), hostile_case(hostile::Mode::Slow))
+        .await
+        .expect("test timed out");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -32,7 +32,8 @@
 //! * **Hedging.** A peer transfer with no progress for `stall_timeout` is hedged to another
 //!   holder while the deadline allows, else to the origin. A transfer whose projected end (from
 //!   its measured rate) is past the segment's need-by time goes to the origin at once and is
-//!   cancelled, so the holder's upload serves someone who can still make it. The first verified
+//!   cancelled, so the holder's upload serves someone who can still make it; with chunk
+//!   digests it keeps its head and the origin sends only the tail (see "Origin tails"). The first verified
 //!   copy wins; the others are cancelled. A peer that disconnects mid-transfer is replaced at once.
 //! * **Upload.** Concurrent uploads are *adaptive*: as many as the measured upload rate can feed
 //!   at three quarters of the stream rate each (`floor(upload ÷ (0.75 × stream))`), at least 1
@@ -99,6 +100,22 @@
 //! upstream stalls shows no progress and is hedged like any stalled transfer. Unverified bytes
 //! still never leave the driver. Origin fetches are not cut through: a seed announces when its
 //! origin copy is whole.
+//!
+//! # Origin tails
+//!
+//! A peer transfer of a chunked segment that is projected to miss its need-by time used to be
+//! cancelled and replaced by a whole-segment origin fetch, throwing away what the peer had
+//! sent and would still send. Instead (`origin_tails`, default on) the scheduler keeps the
+//! transfer for its *head*: from its measured rate it computes how far the peer will get
+//! before the origin margin (`received + 0.9 × rate × (need_by − margin − now)`, rounded down
+//! to a chunk boundary) and asks the origin for the rest only ([`Action::FetchOriginTail`], an
+//! HTTP range). The driver joins the verified head chunks with the tail, checks the
+//! whole-segment digest and reports [`Scheduler::handle_tail_complete`]. A split is made only
+//! when the head still brings at least an eighth of the segment. If the head stalls or falls
+//! late again, or its peer leaves, the tail is cancelled and the origin sends the whole segment
+//! (a hedge), as before; a failed tail (e.g. an origin that ignores `Range`) does the same,
+//! and after three failed tails in a row the scheduler stops asking for them. A tail counts as
+//! a scarcity fallback for `ρ`, like the hedge it replaces.
 //!
 //! # Bounded state
 //!
@@ -195,6 +212,10 @@ pub struct SchedulerConfig {
     /// Announce and serve segments with chunk digests while still receiving them (default
     /// true; see the module docs, "Cut-through").
     pub cut_through: bool,
+    /// A peer transfer of a chunked segment that is projected to finish late keeps its head and
+    /// the origin sends only the tail (an HTTP range), instead of the whole segment (default
+    /// true; see the module docs, "Origin tails").
+    pub origin_tails: bool,
     /// Live: segments kept after they leave the playlist window (default 4).
     pub keep_behind: u64,
     /// Most segments tracked at once (VOD playlists beyond it are truncated; default 65 536).
@@ -239,6 +260,7 @@ impl Default for SchedulerConfig {
             upload_burst: 2 * 1024 * 1024,
             allow_unverified: false,
             cut_through: true,
+            origin_tails: true,
             keep_behind: 4,
             max_segments: 65_536,
             max_peer_attempts: 6,
@@ -331,9 +353,11 @@ pub struct SegmentInfo {
     pub duration: Duration,
     /// Size if known (byte range length), for projections.
     pub size_hint: Option<u64>,
-    /// The sidecar publishes chunk digests for it: it can be served to peers chunk by verified
-    /// chunk while it is still being received (cut-through).
-    pub chunked: bool,
+    /// Chunk size of the sidecar's chunk digests for it, if it publishes them: then it can be
+    /// served to peers chunk by verified chunk while it is still being received (cut-through),
+    /// and a late peer transfer can be completed by an origin tail that starts at a chunk
+    /// boundary.
+    pub chunk_size: Option<u32>,
 }
 
 /// A fetched media playlist.
@@ -365,6 +389,9 @@ pub enum OriginReason {
     /// Partial view with few expected seeds: no holder was announced by this agent's backstop
     /// time (see the module docs, "Backstop").
     Backstop,
+    /// The tail of a segment whose late peer transfer delivers the head (see the module docs,
+    /// "Origin tails").
+    Tail,
 }
 
 impl OriginReason {
@@ -378,6 +405,7 @@ impl OriginReason {
             OriginReason::NoPeers => "no_peers",
             OriginReason::Retry => "retry",
             OriginReason::Backstop => "backstop",
+            OriginReason::Tail => "tail",
         }
     }
 }
@@ -408,7 +436,19 @@ pub enum Action {
         /// Why.
         reason: OriginReason,
     },
-    /// Abort the origin fetch of `seq` (another copy won); no result needs to be reported.
+    /// Fetch bytes `from..` of segment `seq` from the origin: a late peer transfer (whose
+    /// verified chunks the driver keeps) delivers the head. Once the head is verified up to
+    /// `from` and the tail is in, join them, check the whole-segment digest and report with
+    /// [`Scheduler::handle_tail_complete`]; report a failed fetch or a mismatch with
+    /// [`Scheduler::handle_tail_failed`].
+    FetchOriginTail {
+        /// Segment.
+        seq: u64,
+        /// First byte wanted from the origin.
+        from: u64,
+    },
+    /// Abort the origin fetch of `seq`, whole or tail (another copy won); no result needs to be
+    /// reported.
     CancelOrigin {
         /// Segment.
         seq: u64,
@@ -540,6 +580,12 @@ pub struct Counters {
     pub origin_no_peers: u64,
     /// … of which backstops of a segment nobody announced (partial view, few seeds).
     pub origin_backstops: u64,
+    /// Origin tail fetches started (a late peer transfer delivers the head).
+    pub origin_tails: u64,
+    /// … of which completed a segment.
+    pub origin_tails_done: u64,
+    /// … of which failed (then the origin sends the whole segment).
+    pub origin_tails_failed: u64,
     /// Segment bytes received from the origin.
     pub origin_bytes: u64,
     /// Origin fetches that failed.
@@ -626,6 +672,22 @@ struct Fetch {
     /// First progress report (time, bytes): the rate is measured from here, so the request's
     /// round trip and a cut-through source's first chunk do not count as slowness.
     first_progress: Option<(Instant, u64)>,
+    /// Only bytes `..until` are needed (the origin sends the rest; see "Origin tails").
+    until: Option<u64>,
+}
+
+impl Fetch {
+    /// The head an origin tail waits for is in: nothing more is expected of this transfer.
+    fn head_done(&self) -> bool {
+        self.until.is_some_and(|u| self.received >= u)
+    }
+}
+
+/// An origin tail fetch running beside the peer transfer that delivers the head.
+#[derive(Clone, Copy, Debug)]
+struct Tail {
+    peer: PeerId,
+    req_id: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -637,7 +699,7 @@ enum Mark {
 #[derive(Clone, Debug)]
 struct Seg {
     digest: Option<Digest>,
-    chunked: bool,
+    chunk_size: Option<u32>,
     /// We announced it as partial (we hold verified chunks and serve them as they arrive).
     partial_sent: bool,
     duration: Duration,
@@ -658,13 +720,16 @@ struct Seg {
     peer_attempts: u32,
     origin_attempts: u32,
     origin_retry_at: Option<Instant>,
+    tail: Option<Tail>,
+    /// An origin tail of this segment failed: no second one.
+    tail_failed: bool,
 }
 
 impl Seg {
     fn new(info: &SegmentInfo) -> Self {
         Seg {
             digest: info.digest,
-            chunked: info.chunked,
+            chunk_size: info.chunk_size,
             partial_sent: false,
             duration: info.duration,
             size: info.size_hint,
@@ -683,6 +748,8 @@ impl Seg {
             peer_attempts: 0,
             origin_attempts: 0,
             origin_retry_at: None,
+            tail: None,
+            tail_failed: false,
         }
     }
 
@@ -762,7 +829,13 @@ pub struct Scheduler {
     stream_rate: Option<f64>,
     next_req_id: u32,
     last_now: Instant,
+    /// Origin tails that failed in a row; at [`TAIL_FAILURES_OFF`] tails stop (the origin
+    /// probably ignores range requests).
+    tail_failures_in_row: u32,
 }
+
+/// Consecutive failed origin tails after which this scheduler stops asking for tails.
+const TAIL_FAILURES_OFF: u32 = 3;
 
 impl Scheduler {
     /// A scheduler for one swarm, created at `now`, for local peer `me`.
@@ -795,6 +868,7 @@ impl Scheduler {
             stream_rate: None,
             next_req_id: 1,
             last_now: now,
+            tail_failures_in_row: 0,
         })
     }
 
@@ -1598,7 +1672,7 @@ impl Scheduler {
         };
         if seg.partial_sent
             || seg.status != SegmentStatus::Fetching
-            || !seg.chunked
+            || seg.chunk_size.is_none()
             || seg.digest.is_none()
         {
             return;
@@ -1774,6 +1848,9 @@ impl Scheduler {
         seg.source = Some(source);
         seg.size = Some(size);
         let losers: Vec<Fetch> = std::mem::take(&mut seg.fetches);
+        if seg.tail.take().is_some() {
+            self.actions.push_back(Action::CancelOrigin { seq });
+        }
         let shareable = seg.digest.is_some() || self.cfg.allow_unverified;
         let digest = seg.digest;
         let was_waiting = std::mem::replace(&mut seg.player_waiting, false);
@@ -1825,6 +1902,9 @@ impl Scheduler {
             return;
         };
         self.active.remove(&seq);
+        if seg.tail.is_some() {
+            self.actions.push_back(Action::CancelOrigin { seq });
+        }
         for f in seg.fetches {
             match f.from {
                 FetchFrom::Origin => self.actions.push_back(Action::CancelOrigin { seq }),
@@ -1859,6 +1939,7 @@ impl Scheduler {
             received: 0,
             total: seg.size,
             first_progress: None,
+            until: None,
         });
         seg.status = SegmentStatus::Fetching;
         seg.origin_attempts += 1;
@@ -1885,7 +1966,7 @@ impl Scheduler {
             OriginReason::Unverified => c.origin_unverified += 1,
             OriginReason::NoPeers => c.origin_no_peers += 1,
             OriginReason::Backstop => c.origin_backstops += 1,
-            OriginReason::Retry => {}
+            OriginReason::Retry | OriginReason::Tail => {}
         }
         self.actions.push_back(Action::FetchOrigin { seq, reason });
     }
@@ -1903,6 +1984,7 @@ impl Scheduler {
             received: 0,
             total: seg.size,
             first_progress: None,
+            until: None,
         });
         seg.status = SegmentStatus::Fetching;
         seg.peer_attempts += 1;
@@ -1962,26 +2044,167 @@ impl Scheduler {
     }
 
     fn fetch_stalled(&self, f: &Fetch, now: Instant) -> bool {
-        now >= f.last_progress + self.cfg.stall_timeout
+        !f.head_done() && now >= f.last_progress + self.cfg.stall_timeout
     }
 
     fn fetch_late(&self, f: &Fetch, need_by: Option<Instant>) -> bool {
         let (Some(need), Some(total)) = (need_by, f.total) else {
             return false;
         };
-        let Some((t0, r0)) = f.first_progress else {
-            return false;
-        };
-        let elapsed = f.last_progress.saturating_duration_since(t0).as_secs_f64();
-        if elapsed < LATE_MIN_WINDOW || f.received <= r0 {
+        if f.head_done() {
             return false;
         }
-        let rate = (f.received - r0) as f64 / elapsed;
+        let Some(rate) = Self::fetch_rate(f) else {
+            return false;
+        };
         // Keep half the origin margin as slack for projection error: a transfer that would end
         // in the last half margin before the need-by time is already too risky to wait for.
-        let limit = need.checked_sub(self.margin() / 2).unwrap_or(need);
-        projected_completion(f.last_progress, total.saturating_sub(f.received), rate)
+        // A head whose tail comes from the origin must be in before the whole margin.
+        let (target, keep) = match f.until {
+            Some(u) => (u.min(total), self.margin()),
+            None => (total, self.margin() / 2),
+        };
+        let limit = need.checked_sub(keep).unwrap_or(need);
+        projected_completion(f.last_progress, target.saturating_sub(f.received), rate)
             .is_none_or(|end| end > limit)
+    }
+
+    /// Rate of a transfer measured from its first progress report (`None` until it has been
+    /// moving for [`LATE_MIN_WINDOW`]).
+    fn fetch_rate(f: &Fetch) -> Option<f64> {
+        let (t0, r0) = f.first_progress?;
+        let elapsed = f.last_progress.saturating_duration_since(t0).as_secs_f64();
+        if elapsed < LATE_MIN_WINDOW || f.received <= r0 {
+            return None;
+        }
+        Some((f.received - r0) as f64 / elapsed)
+    }
+
+    /// Where to split a late peer transfer of `seq`: the bytes it should still deliver before
+    /// the origin margin, from its measured rate, if that is worth an origin tail (at least an
+    /// eighth of the segment, and not all of it).
+    fn tail_split(&self, now: Instant, seg: &Seg) -> Option<u64> {
+        let chunk = u64::from(seg.chunk_size?).max(1);
+        if !self.cfg.origin_tails
+            || seg.tail.is_some()
+            || seg.tail_failed
+            || self.tail_failures_in_row >= TAIL_FAILURES_OFF
+        {
+            return None;
+        }
+        let [f] = seg.fetches.as_slice() else {
+            return None;
+        };
+        if !matches!(f.from, FetchFrom::Peer { .. }) {
+            return None;
+        }
+        let total = f.total?;
+        let rate = Self::fetch_rate(f)?;
+        let by = seg.need_by?.checked_sub(self.margin())?;
+        let budget = by.checked_duration_since(now)?.as_secs_f64();
+        // Aim a little short of the projection so the head is not late again, and start the
+        // tail at a chunk boundary (the head is joined in whole verified chunks).
+        let from = (f.received + (0.9 * rate * budget) as u64) / chunk * chunk;
+        (from > 0 && from >= f.received + total / 8 && from < total).then_some(from)
+    }
+
+    /// Keeps the late head transfer of `seq` and asks the origin for bytes `from..`.
+    fn start_tail(&mut self, seq: u64, from: u64) {
+        let Some(seg) = self.segs.get_mut(&seq) else {
+            return;
+        };
+        let Some(f) = seg.fetches.first_mut() else {
+            return;
+        };
+        let FetchFrom::Peer { peer, req_id } = f.from else {
+            return;
+        };
+        f.until = Some(from);
+        seg.tail = Some(Tail { peer, req_id });
+        // Counted like a late hedge: seeding more is what makes transfers start earlier.
+        let adapt = self.live && seg.is_new && !seg.elected && seg.origin_attempts == 0;
+        if adapt {
+            self.rho = adapt_seed_fraction(
+                self.rho,
+                SeedOutcome::ScarcityFallback,
+                &self.cfg.seed_control(),
+            );
+        }
+        self.counters.origin_fetches += 1;
+        self.counters.origin_tails += 1;
+        self.actions
+            .push_back(Action::FetchOriginTail { seq, from });
+    }
+
+    /// Ends the origin tail of `seq` (if any) and lets its head transfer run to the end again.
+    fn drop_tail(&mut self, seq: u64) {
+        let Some(seg) = self.segs.get_mut(&seq) else {
+            return;
+        };
+        if seg.tail.take().is_some() {
+            for f in &mut seg.fetches {
+                f.until = None;
+            }
+            self.actions.push_back(Action::CancelOrigin { seq });
+        }
+    }
+
+    /// The origin tail of `seq` and its peer head are in, joined and verified whole (`size`
+    /// bytes, of which `tail_bytes` from the origin).
+    pub fn handle_tail_complete(&mut self, now: Instant, seq: u64, size: u64, tail_bytes: u64) {
+        self.last_now = now;
+        let Some(seg) = self.segs.get_mut(&seq) else {
+            return;
+        };
+        let Some(tail) = seg.tail.take() else {
+            return;
+        };
+        if seg.is_final() {
+            return;
+        }
+        self.tail_failures_in_row = 0;
+        let head = size.saturating_sub(tail_bytes);
+        let started = seg
+            .fetches
+            .iter()
+            .find(|f| {
+                f.from
+                    == FetchFrom::Peer {
+                        peer: tail.peer,
+                        req_id: tail.req_id,
+                    }
+            })
+            .map(|f| f.started);
+        if let Some(started) = started {
+            let secs = now.saturating_duration_since(started).as_secs_f64();
+            self.swarm
+                .record_success(&tail.peer, head, secs, &self.cfg.weights);
+        }
+        self.counters.origin_tails_done += 1;
+        self.counters.origin_bytes += tail_bytes;
+        self.counters.peer_bytes += head;
+        // The head transfer is one of the fetches `finish` cancels (its peer may still be
+        // sending the rest).
+        self.finish(now, seq, size, Source::Peer);
+    }
+
+    /// The origin tail of `seq` failed, or the joined copy did not match the segment digest:
+    /// its head transfer runs to the end again and the usual rules (whole-segment origin
+    /// hedge) apply. After a few failures in a row no more tails are asked for.
+    pub fn handle_tail_failed(&mut self, now: Instant, seq: u64) {
+        self.last_now = now;
+        let Some(seg) = self.segs.get_mut(&seq) else {
+            return;
+        };
+        if seg.tail.is_none() {
+            return;
+        }
+        seg.tail_failed = true;
+        self.counters.origin_tails_failed += 1;
+        self.counters.origin_failures += 1;
+        self.tail_failures_in_row += 1;
+        self.drop_tail(seq);
+        self.drive(now, seq);
     }
 
     /// Decides the next step for one segment. Idempotent: calling it twice in a row is harmless.
@@ -2005,6 +2228,35 @@ impl Scheduler {
         }
         if seg.elected && seg.origin_attempts == 0 {
             self.start_origin(now, seq, OriginReason::Elected);
+            return;
+        }
+        if let Some(tail) = seg.tail {
+            // An origin tail is running: its head must stay healthy, else the origin sends
+            // the whole segment.
+            let need_by = seg.need_by;
+            let head = seg.fetches.iter().find(|f| {
+                f.from
+                    == FetchFrom::Peer {
+                        peer: tail.peer,
+                        req_id: tail.req_id,
+                    }
+            });
+            let healthy = head.is_some_and(|f| {
+                f.head_done() || (!self.fetch_stalled(f, now) && !self.fetch_late(f, need_by))
+            });
+            if healthy {
+                return;
+            }
+            self.drop_tail(seq);
+            if let Some(o) = self.take_outstanding(tail.peer, tail.req_id) {
+                self.end_peer_fetch(o, Some(Mark::Failed));
+                self.counters.cancelled += 1;
+                self.actions.push_back(Action::CancelPeer {
+                    peer: o.peer,
+                    req_id: o.req_id,
+                });
+            }
+            self.start_origin(now, seq, OriginReason::Hedge);
             return;
         }
         let past_deadline = self.past_deadline(seg, now);
@@ -2055,6 +2307,10 @@ impl Scheduler {
         {
             self.counters.peer_stalls += 1;
             self.request_peer(now, seq, peer, true);
+            return;
+        }
+        if any_late && let Some(from) = self.tail_split(now, seg) {
+            self.start_tail(seq, from);
             return;
         }
         if past_deadline || any_late {
@@ -2160,7 +2416,7 @@ impl Scheduler {
                 }
             }
         } else {
-            for f in &seg.fetches {
+            for f in seg.fetches.iter().filter(|f| !f.head_done()) {
                 consider(f.last_progress + self.cfg.stall_timeout);
             }
         }
@@ -2221,7 +2477,7 @@ mod tests {
                 digest: dig(seq),
                 duration: TD,
                 size_hint: Some(1_000_000),
-                chunked: false,
+                chunk_size: None,
             })
             .collect()
     }
@@ -2858,11 +3114,14 @@ mod tests {
         assert!(drain(&mut s).is_empty());
     }
 
+    /// Chunk size of the chunk digests in the tests.
+    const CHUNK: u32 = 65_536;
+
     /// Like `live`, with chunk digests published for every segment.
     fn live_chunked(s: &mut Scheduler, now: Instant, range: std::ops::RangeInclusive<u64>) {
         let mut segs = infos(range);
         for i in &mut segs {
-            i.chunked = true;
+            i.chunk_size = Some(CHUNK);
         }
         s.handle_playlist(
             now,
@@ -3348,5 +3607,136 @@ mod tests {
         assert_eq!(s.status(5), None);
         s.handle_evicted(t0, 199);
         assert_eq!(s.status(199), None);
+    }
+
+    /// A chunked segment `seq` whose transfer from `peer` runs at 100 kB/s of 1 MB: far too
+    /// slow for its deadline. Returns the request and the actions after the second report.
+    fn late_chunked(
+        s: &mut Scheduler,
+        t0: Instant,
+        peer: u8,
+        seq: u64,
+    ) -> (PeerId, u32, Vec<Action>) {
+        let (p, r) = active_request(s, t0, peer, seq);
+        s.handle_transfer_progress(t0 + Duration::from_millis(500), p, r, 5_000, 1_000_000);
+        assert!(origin(&drain(s)).is_empty());
+        s.handle_transfer_progress(t0 + Duration::from_millis(1500), p, r, 105_000, 1_000_000);
+        (p, r, drain(s))
+    }
+
+    fn tail_of(acts: &[Action]) -> Option<(u64, u64)> {
+        acts.iter().find_map(|a| match a {
+            Action::FetchOriginTail { seq, from } => Some((*seq, *from)),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn late_chunked_transfer_keeps_its_head_and_the_origin_sends_the_tail() {
+        let t0 = Instant::now();
+        let mut s = joined_chunked(t0, 1, &[2], no_seed());
+        let (p, r, acts) = late_chunked(&mut s, t0, 2, 5);
+        let (seq, from) = tail_of(&acts).expect("an origin tail");
+        assert_eq!(seq, 5);
+        assert_eq!(
+            from % u64::from(CHUNK),
+            0,
+            "the tail starts at a chunk boundary"
+        );
+        assert!(from > 105_000 && from < 1_000_000, "from {from}");
+        // The head keeps running: no whole-segment fetch, no cancel.
+        assert!(origin(&acts).is_empty(), "{acts:?}");
+        assert!(!acts.iter().any(|a| matches!(a, Action::CancelPeer { .. })));
+        assert_eq!(s.counters().origin_tails, 1);
+        // On pace for the head: nothing happens.
+        s.handle_transfer_progress(t0 + Duration::from_millis(2500), p, r, 205_000, 1_000_000);
+        assert!(drain(&mut s).is_empty());
+        // The head reached the split and the tail is in: the driver joined them.
+        s.handle_transfer_progress(t0 + Duration::from_secs(4), p, r, from, 1_000_000);
+        assert!(drain(&mut s).is_empty());
+        // Nothing more is expected of the head, so it never counts as stalled.
+        assert!(
+            s.poll_timeout()
+                .is_none_or(|t| t > t0 + Duration::from_secs(5))
+        );
+        s.handle_tail_complete(t0 + Duration::from_secs(4), 5, 1_000_000, 1_000_000 - from);
+        let acts = drain(&mut s);
+        assert!(s.has(5));
+        assert_eq!(s.source(5), Some(Source::Peer));
+        assert!(acts.contains(&Action::CancelPeer { peer: p, req_id: r }));
+        assert!(acts.iter().any(|a| matches!(
+            a,
+            Action::SendHave {
+                seq: 5,
+                partial: false,
+                ..
+            }
+        )));
+        let c = s.counters();
+        assert_eq!(c.origin_tails_done, 1);
+        assert_eq!(c.origin_bytes, 1_000_000 - from);
+        assert_eq!(c.peer_bytes, from);
+        assert_eq!(c.origin_hedges, 0);
+    }
+
+    #[test]
+    fn stalled_head_gives_up_the_tail_for_a_whole_origin_fetch() {
+        let t0 = Instant::now();
+        let mut s = joined_chunked(t0, 1, &[2], no_seed());
+        let (p, r, acts) = late_chunked(&mut s, t0, 2, 5);
+        assert!(tail_of(&acts).is_some());
+        // No byte for `stall_timeout`.
+        let t1 = t0 + Duration::from_millis(2500);
+        assert_eq!(s.poll_timeout(), Some(t1));
+        s.handle_timeout(t1);
+        let acts = drain(&mut s);
+        assert!(acts.contains(&Action::CancelOrigin { seq: 5 }), "{acts:?}");
+        assert!(acts.contains(&Action::CancelPeer { peer: p, req_id: r }));
+        assert_eq!(origin(&acts), vec![(5, OriginReason::Hedge)]);
+        // The whole copy completes it; a late tail result changes nothing.
+        s.handle_origin_result(t0 + Duration::from_secs(3), 5, Ok(1_000_000));
+        s.handle_tail_complete(t0 + Duration::from_secs(3), 5, 1_000_000, 500_000);
+        assert_eq!(s.source(5), Some(Source::Origin));
+        assert_eq!(s.counters().origin_tails_done, 0);
+    }
+
+    #[test]
+    fn failed_tails_fall_back_to_the_origin_and_three_in_a_row_stop_them() {
+        let t0 = Instant::now();
+        let mut s = joined_chunked(t0, 1, &[2], no_seed());
+        for seq in 3..=5 {
+            let (p, r, acts) = late_chunked(&mut s, t0, 2, seq);
+            assert!(tail_of(&acts).is_some(), "seq {seq}: {acts:?}");
+            // The origin refused the range: the late head goes the usual way, at once.
+            s.handle_tail_failed(t0 + Duration::from_millis(1600), seq);
+            let acts = drain(&mut s);
+            assert_eq!(origin(&acts), vec![(seq, OriginReason::Hedge)], "{acts:?}");
+            assert!(acts.contains(&Action::CancelPeer { peer: p, req_id: r }));
+            assert!(tail_of(&acts).is_none());
+        }
+        assert_eq!(s.counters().origin_tails_failed, 3);
+        // Tails are off now: the next late transfer is hedged whole.
+        live_chunked(&mut s, t0, 0..=6);
+        drain(&mut s);
+        let (_, _, acts) = late_chunked(&mut s, t0, 2, 6);
+        assert!(tail_of(&acts).is_none());
+        assert_eq!(origin(&acts), vec![(6, OriginReason::Hedge)]);
+    }
+
+    #[test]
+    fn no_origin_tail_without_chunk_digests_or_when_turned_off() {
+        let t0 = Instant::now();
+        let mut s = joined(t0, 1, &[2], no_seed());
+        let (_, _, acts) = late_chunked(&mut s, t0, 2, 5);
+        assert!(tail_of(&acts).is_none());
+        assert_eq!(origin(&acts), vec![(5, OriginReason::Hedge)]);
+        let off = SchedulerConfig {
+            origin_tails: false,
+            ..no_seed()
+        };
+        let mut s = joined_chunked(t0, 1, &[2], off);
+        let (_, _, acts) = late_chunked(&mut s, t0, 2, 5);
+        assert!(tail_of(&acts).is_none());
+        assert_eq!(origin(&acts), vec![(5, OriginReason::Hedge)]);
     }
 }

@@ -88,9 +88,27 @@ impl PartialSegment {
     }
 
     /// Verified bytes so far.
-    #[cfg(test)]
     pub fn verified_len(&self) -> usize {
         self.len
+    }
+
+    /// The whole segment from the verified prefix up to `from` and `tail` (bytes `from..` from
+    /// the origin), once the prefix reaches `from`. `None` while it does not, or when the tail
+    /// does not end the segment exactly. The caller still checks the whole-segment digest.
+    pub fn join_tail(&self, from: usize, tail: &[u8]) -> Option<Vec<u8>> {
+        if self.len < from || from.checked_add(tail.len()) != Some(self.total) {
+            return None;
+        }
+        let mut body = Vec::with_capacity(self.total);
+        for c in &self.chunks {
+            let take = (from - body.len()).min(c.len());
+            body.extend_from_slice(&c[..take]);
+            if body.len() == from {
+                break;
+            }
+        }
+        body.extend_from_slice(tail);
+        Some(body)
     }
 
     /// Chunk size of the digests.
@@ -181,6 +199,25 @@ mod tests {
         assert_eq!(p.verified_len(), 4096);
         // Good bytes from another source continue where the verified prefix ends.
         assert_eq!(p.extend_from(&b), Ok(9000 - 4096));
+    }
+
+    #[test]
+    fn an_origin_tail_joins_the_verified_head_only_when_it_reaches_the_split() {
+        let b = body(10_000);
+        let d = ChunkDigests::of(&b, 4096);
+        let mut p = PartialSegment::new(d, b.len() as u64).expect("fits");
+        let tail = &b[8192..];
+        // The head has one verified chunk: not enough for a split at 8192.
+        assert_eq!(p.extend_from(&b[..5000]), Ok(4096));
+        assert_eq!(p.join_tail(8192, tail), None);
+        // Two chunks (and more bytes than needed): the join is the segment.
+        assert_eq!(p.extend_from(&b[..9000]), Ok(4096));
+        assert_eq!(p.join_tail(8192, tail).as_deref(), Some(&b[..]));
+        // A split inside the verified prefix works too (the head's extra bytes are dropped).
+        assert_eq!(p.join_tail(4096, &b[4096..]).as_deref(), Some(&b[..]));
+        // A tail that does not end the segment exactly is refused.
+        assert_eq!(p.join_tail(8192, &b[8192..9999]), None);
+        assert_eq!(p.join_tail(8192, &b[8000..]), None);
     }
 
     #[test]

@@ -76,6 +76,15 @@ pub enum SwarmInput {
         /// Bytes or failure.
         result: Result<Entry, OriginError>,
     },
+    /// An origin tail fetch ended (bytes `from..` of segment `seq`).
+    TailDone {
+        /// Segment.
+        seq: u64,
+        /// First byte fetched.
+        from: u64,
+        /// Bytes or failure.
+        result: Result<Bytes, OriginError>,
+    },
     /// An upload ended.
     UploadDone {
         /// Peer.
@@ -144,6 +153,10 @@ pub struct SwarmTask {
     next_conn: u64,
     waiters: HashMap<u64, Vec<oneshot::Sender<PlayerAnswer>>>,
     origin_tasks: HashMap<u64, AbortHandle>,
+    /// Origin tails in flight.
+    tail_tasks: HashMap<u64, AbortHandle>,
+    /// Origin tails that arrived before their head was verified that far: (from, bytes).
+    tails: HashMap<u64, (u64, Bytes)>,
     uploads: HashMap<(PeerId, u32), AbortHandle>,
     /// Segments being received from peers with chunk digests: their verified prefix.
     partials: HashMap<u64, PartialSegment>,
@@ -215,6 +228,8 @@ impl SwarmTask {
             next_conn: 1,
             waiters: HashMap::new(),
             origin_tasks: HashMap::new(),
+            tail_tasks: HashMap::new(),
+            tails: HashMap::new(),
             uploads: HashMap::new(),
             partials: HashMap::new(),
             last_player: now,
@@ -371,6 +386,28 @@ impl SwarmTask {
                     }
                 }
             }
+            SwarmInput::TailDone { seq, from, result } => {
+                self.tail_tasks.remove(&seq);
+                match result {
+                    Ok(bytes) => {
+                        self.tails.insert(seq, (from, bytes));
+                        self.try_join_tail(now, seq);
+                    }
+                    Err(e) => {
+                        if matches!(e, OriginError::BadRange(_)) {
+                            tracing::info!(seq, error = %e, "origin tail refused; the origin may not serve byte ranges");
+                        } else {
+                            tracing::debug!(seq, error = %e, "origin tail failed");
+                        }
+                        self.s
+                            .metrics
+                            .p2p_origin_tails
+                            .with_label_values(&["failed"])
+                            .inc();
+                        self.sched.handle_tail_failed(now, seq);
+                    }
+                }
+            }
             SwarmInput::UploadDone {
                 peer,
                 req_id,
@@ -515,7 +552,7 @@ impl SwarmTask {
                 digest: entry.digest,
                 duration: Duration::from_secs_f64(s.duration.max(0.0)),
                 size_hint: s.byterange.map(|r| r.length),
-                chunked: entry.chunks.is_some(),
+                chunk_size: entry.chunks.as_ref().map(|c| c.chunk_size()),
             });
             index.push((index_key(&s.url, range), s.seq));
         }
@@ -884,7 +921,20 @@ impl SwarmTask {
                     tracing::debug!(seq, reason = reason.as_label(), "origin fetch");
                     self.start_origin(seq);
                 }
+                Action::FetchOriginTail { seq, from } => {
+                    self.s
+                        .metrics
+                        .p2p_origin_fetches
+                        .with_label_values(&[crate::core::scheduler::OriginReason::Tail.as_label()])
+                        .inc();
+                    tracing::debug!(seq, from, "origin tail");
+                    self.start_tail(now, seq, from);
+                }
                 Action::CancelOrigin { seq } => {
+                    if let Some(h) = self.tail_tasks.remove(&seq) {
+                        h.abort();
+                    }
+                    self.tails.remove(&seq);
                     // The fetch is shared with players through single-flight; let it finish
                     // into the cache rather than abort it.
                     self.origin_tasks.remove(&seq);
@@ -1200,7 +1250,12 @@ impl SwarmTask {
         };
         match result {
             Ok(0) => {}
-            Ok(_) => self.sched.handle_partial_verified(now, seq),
+            Ok(_) => {
+                self.sched.handle_partial_verified(now, seq);
+                if self.tails.contains_key(&seq) {
+                    self.try_join_tail(now, seq);
+                }
+            }
             Err(why) => {
                 // The partial copy may have taken its length from this peer: start it afresh
                 // (its uploads end with `Absent`; the next transfer rebuilds it).
@@ -1215,6 +1270,117 @@ impl SwarmTask {
                     .handle_transfer_complete(now, peer, req_id, received, false);
             }
         }
+    }
+
+    /// Asks the origin for bytes `from..` of `seq`; a peer transfer delivers the head into the
+    /// segment's partial copy (see the scheduler docs, "Origin tails").
+    fn start_tail(&mut self, now: Instant, seq: u64, from: u64) {
+        let (Some(seg), Some(p)) = (self.segs.get(&seq), self.partials.get(&seq)) else {
+            // No verified chunk yet, so no length we trust: let the scheduler go the usual way.
+            self.sched.handle_tail_failed(now, seq);
+            return;
+        };
+        let total = p.total() as u64;
+        let base = seg.range.map_or(0, |r| r.start);
+        // The scheduler splits at a chunk boundary (the head joins in whole verified chunks).
+        if from == 0 || from >= total || self.tail_tasks.contains_key(&seq) {
+            self.sched.handle_tail_failed(now, seq);
+            return;
+        }
+        let range = ByteRange {
+            start: base + from,
+            len: total - from,
+        };
+        let proxy = self.s.proxy.clone();
+        let tx = self.s.tx.clone();
+        let url = seg.url.clone();
+        let h = tokio::spawn(async move {
+            let result = proxy.origin_range(&url, range).await;
+            let _ = tx.send(SwarmInput::TailDone { seq, from, result }).await;
+        });
+        self.tail_tasks.insert(seq, h.abort_handle());
+    }
+
+    /// Joins the verified head of `seq` with its origin tail once both are in; checks the
+    /// whole-segment digest, stores and announces the copy.
+    fn try_join_tail(&mut self, now: Instant, seq: u64) {
+        let (Some(&(from, ref tail)), Some(p)) = (self.tails.get(&seq), self.partials.get(&seq))
+        else {
+            return;
+        };
+        let Ok(from_us) = usize::try_from(from) else {
+            return;
+        };
+        if p.verified_len() < from_us {
+            return;
+        }
+        let joined = p.join_tail(from_us, tail);
+        let tail_len = tail.len() as u64;
+        self.tails.remove(&seq);
+        let Some(seg) = self.segs.get(&seq) else {
+            return;
+        };
+        let body = match (joined, seg.digest) {
+            (Some(b), Some(d)) if d.verify(&b) => Bytes::from(b),
+            (joined, _) => {
+                // The head's chunks were verified, so the origin's tail is what disagrees (a
+                // wrong length, or bytes that changed since the sidecar was written).
+                tracing::warn!(
+                    seq,
+                    length_ok = joined.is_some(),
+                    "origin tail does not complete the segment's digest; fetching it whole"
+                );
+                self.s
+                    .metrics
+                    .p2p_origin_tails
+                    .with_label_values(&["failed"])
+                    .inc();
+                self.sched.handle_tail_failed(now, seq);
+                return;
+            }
+        };
+        let key = SegmentKey {
+            url: strip(&seg.url),
+            range: seg.range,
+        };
+        let content_type = crate::server::mime::content_type_for_path(seg.url.path());
+        let entry = Entry {
+            body,
+            content_type,
+            source: Source::Peer,
+            stored_at: Instant::now(),
+            resource_len: None,
+        };
+        // The head's bytes and time, for the per-source byte counters (the tail's were counted
+        // by the origin fetch).
+        let head_started = self
+            .conns
+            .values()
+            .flat_map(|c| c.requests.values())
+            .filter(|(s, _)| *s == seq)
+            .map(|(_, t)| *t)
+            .min();
+        self.s.metrics.segment_downloaded(
+            Source::Peer,
+            from as usize,
+            head_started.map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64()),
+        );
+        self.s
+            .metrics
+            .p2p_origin_tails
+            .with_label_values(&["joined"])
+            .inc();
+        self.s.proxy.segment_cache().insert(key, entry.clone());
+        let size = entry.body.len() as u64;
+        tracing::debug!(
+            seq,
+            head = from,
+            tail = tail_len,
+            "joined a peer head and an origin tail"
+        );
+        self.sched.handle_tail_complete(now, seq, size, tail_len);
+        self.complete_partial(seq, &entry.body);
+        self.wake(seq, Some(entry));
     }
 
     /// `seq` is whole and verified: uploads serving our partial copy send the rest.

@@ -121,6 +121,8 @@ struct Agent {
     /// Uploads of segments we were still receiving that reached their own end first:
     /// (seq, transfer, uid). They finish one chunk time after we obtain `seq`.
     waiters: Vec<(u64, u32, u64)>,
+    /// Origin tails in progress: (seq, head in, tail in, tail bytes).
+    tails: Vec<(u64, bool, bool, u64)>,
     join_t: Us,
     player: Player,
 }
@@ -145,6 +147,17 @@ struct Xfer {
     waiting: bool,
     corrupt: bool,
     dropped_by_receiver: bool,
+    part: Part,
+}
+
+/// What a transfer delivers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Part {
+    Whole,
+    /// The head of a segment whose tail the origin sends (`size` = the split point).
+    Head,
+    /// The origin tail (`size` = its bytes).
+    Tail,
 }
 
 struct SegStat {
@@ -228,6 +241,8 @@ fn add_counters(acc: &mut crate::core::scheduler::Counters, c: &crate::core::sch
     acc.origin_unverified += c.origin_unverified;
     acc.origin_no_peers += c.origin_no_peers;
     acc.origin_backstops += c.origin_backstops;
+    acc.origin_tails += c.origin_tails;
+    acc.origin_tails_done += c.origin_tails_done;
     acc.peer_requests += c.peer_requests;
     acc.peer_hedges += c.peer_hedges;
     acc.peer_lost += c.peer_lost;
@@ -262,6 +277,7 @@ pub(crate) fn scheduler_config(cfg: &SimConfig) -> SchedulerConfig {
         upload_burst: (seg_bytes * 1.5) as u64,
         busy_backoff: ms(s.busy_backoff_ms),
         max_parallel: s.max_parallel.max(1),
+        origin_tails: s.origin_tails,
         ..SchedulerConfig::default()
     }
 }
@@ -295,7 +311,7 @@ impl<'c> World<'c> {
                     digest: Some(digest_of(seq)),
                     duration: td,
                     size_hint: Some((seg_bytes * (1.0 + v)).max(1.0) as u64),
-                    chunked: cfg.chunk_size > 0,
+                    chunk_size: (cfg.chunk_size > 0).then_some(cfg.chunk_size as u32),
                 }
             })
             .collect();
@@ -443,6 +459,7 @@ impl<'c> World<'c> {
             timer_at: None,
             progress_armed: false,
             waiters: Vec::new(),
+            tails: Vec::new(),
             join_t: 0,
             player: Player::default(),
         });
@@ -861,6 +878,11 @@ impl<'c> World<'c> {
             return;
         }
         let p = &mut ag.player;
+        if self.trace_obtained {
+            let w0 = self.cfg.window_segments.max(1) as i64;
+            let publish = (seq as i64 + 1 - w0) * dur as i64;
+            eprintln!("NEED {a} {seq} {:.3}", (now as i64 - publish) as f64 / 1e6);
+        }
         if p.delivered_to > seq {
             self.push(now + dur, Ev::PlayerNeed { a, seq: seq + 1 });
         } else {
@@ -961,10 +983,22 @@ impl<'c> World<'c> {
                 reason.as_label()
             );
         }
+        if self.trace_obtained
+            && let Action::RequestPeer { seq, .. } = &act
+        {
+            let w0 = self.cfg.window_segments.max(1) as i64;
+            let publish = (*seq as i64 + 1 - w0) * self.seg_dur as i64;
+            eprintln!(
+                "REQ {a} {seq} {:.3}",
+                (self.now as i64 - publish) as f64 / 1e6
+            );
+        }
         let peer_idx = |w: &Self, p: &PeerId| w.by_id.get(p).copied();
         match act {
             Action::FetchOrigin { seq, .. } => self.start_xfer(None, a, 0, seq, false),
+            Action::FetchOriginTail { seq, from } => self.start_tail(a, seq, from),
             Action::CancelOrigin { seq } => {
+                self.agents[a as usize].tails.retain(|t| t.0 != seq);
                 let x = self.agents[a as usize].downs.iter().copied().find(|&x| {
                     self.xfers[x as usize]
                         .as_ref()
@@ -1003,6 +1037,17 @@ impl<'c> World<'c> {
                         && let Some(t) = self.xfers[x as usize].as_mut()
                     {
                         t.dropped_by_receiver = true;
+                        if self.trace_obtained {
+                            let done =
+                                t.done + t.rate * (self.now.saturating_sub(t.last)) as f64 / 1e6;
+                            eprintln!(
+                                "CAN {} {:.3} {:.3} {}",
+                                t.seq,
+                                done / t.size,
+                                t.rate * 8.0 / self.cfg.bitrate_bps,
+                                t.waiting
+                            );
+                        }
                     }
                     self.send(a, b, Message::Cancel { req_id });
                 }
@@ -1116,6 +1161,20 @@ impl<'c> World<'c> {
 
     fn start_xfer(&mut self, from: Option<u32>, to: u32, req_id: u32, seq: u64, corrupt: bool) {
         let size = self.seg_size(seq);
+        self.start_part(from, to, req_id, seq, corrupt, size, Part::Whole);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn start_part(
+        &mut self,
+        from: Option<u32>,
+        to: u32,
+        req_id: u32,
+        seq: u64,
+        corrupt: bool,
+        size: f64,
+        part: Part,
+    ) {
         let chunks = (size as u64).div_ceil(CHUNK);
         let (tail, start_at) = match from {
             None => (0, self.now + us(self.cfg.origin_latency_ms / 1000.0)),
@@ -1143,6 +1202,7 @@ impl<'c> World<'c> {
             waiting: false,
             corrupt,
             dropped_by_receiver: false,
+            part,
         };
         let uid = self.next_uid;
         self.next_uid += 1;
@@ -1324,13 +1384,15 @@ impl<'c> World<'c> {
         if t.epoch != epoch {
             return;
         }
-        if let Some(f) = t.from
+        let (part, size0, seq, uid, from) = (t.part, t.size, t.seq, t.uid, t.from);
+        if let Some(f) = from
             && self.agents[f as usize].alive
-            && self.receiving(f, t.seq)
+            && self.receiving(f, seq)
+            && !(part == Part::Head && self.forwardable(f, seq, self.seg_size(seq)) >= size0)
         {
             // Cut-through from a partial holder that has not got the whole segment yet: the
-            // last chunk follows one chunk time after the holder's copy is complete.
-            let (seq, uid) = (t.seq, t.uid);
+            // last chunk follows one chunk time after the holder's copy is complete (a head
+            // ends as soon as the holder has verified that far).
             self.settle(x);
             if let Some(t) = self.xfers[x as usize].as_mut() {
                 t.waiting = true;
@@ -1364,12 +1426,16 @@ impl<'c> World<'c> {
                 if !self.agents[to as usize].alive {
                     return;
                 }
+                if t.part == Part::Tail {
+                    self.tail_part_in(to, t.seq, false);
+                    return;
+                }
                 let had = self.agents[to as usize].sched.has(t.seq);
                 self.agents[to as usize]
                     .sched
                     .handle_origin_result(now, t.seq, Ok(size));
                 if !had && self.agents[to as usize].sched.has(t.seq) {
-                    self.obtained(to, t.seq, false);
+                    self.obtained(to, t.seq, 0);
                 }
                 self.flush(to);
             }
@@ -1394,20 +1460,101 @@ impl<'c> World<'c> {
                 if !self.agents[to as usize].alive || t.dropped_by_receiver {
                     return;
                 }
+                if t.part == Part::Head {
+                    let total = self.seg_size(t.seq) as u64;
+                    self.agents[to as usize]
+                        .sched
+                        .handle_transfer_progress(now, from_id, t.req_id, size, total);
+                    self.tail_part_in(to, t.seq, true);
+                    return;
+                }
                 let had = self.agents[to as usize].sched.has(t.seq);
                 self.agents[to as usize]
                     .sched
                     .handle_transfer_complete(now, from_id, t.req_id, size, !t.corrupt);
                 if !had && self.agents[to as usize].sched.has(t.seq) {
-                    self.obtained(to, t.seq, true);
+                    self.obtained(to, t.seq, size);
                 }
                 self.flush(to);
             }
         }
     }
 
-    fn obtained(&mut self, a: u32, seq: u64, from_peer: bool) {
+    /// `a`'s scheduler keeps its late peer transfer of `seq` for bytes `..from` and asks the
+    /// origin for the rest.
+    fn start_tail(&mut self, a: u32, seq: u64, from: u64) {
+        let head = self.agents[a as usize].downs.iter().copied().find(|&x| {
+            self.xfers[x as usize].as_ref().is_some_and(|t| {
+                t.from.is_some() && t.seq == seq && !t.dropped_by_receiver && t.part == Part::Whole
+            })
+        });
+        let total = self.seg_size(seq);
+        let Some(x) = head else {
+            let now = self.at(self.now);
+            self.agents[a as usize].sched.handle_tail_failed(now, seq);
+            self.flush(a);
+            return;
+        };
+        self.settle(x);
+        if self.trace_obtained
+            && let Some(t) = self.xfers[x as usize].as_ref()
+        {
+            // Head received, split point (fractions of the segment), head rate (× bitrate).
+            eprintln!(
+                "TAIL {seq} {:.3} {:.3} {:.3}",
+                t.done / total,
+                from as f64 / total,
+                t.rate * 8.0 / self.cfg.bitrate_bps
+            );
+        }
+        let mut src = None;
+        if let Some(t) = self.xfers[x as usize].as_mut() {
+            t.size = (from as f64).max(t.done).min(total);
+            t.part = Part::Head;
+            src = t.from;
+        }
+        if !self.xfers[x as usize].as_ref().is_some_and(|t| t.waiting) {
+            self.rerate(src, a);
+        }
+        let tail = (total - from as f64).max(0.0);
+        self.agents[a as usize]
+            .tails
+            .push((seq, false, false, tail as u64));
+        self.start_part(None, a, 0, seq, false, tail, Part::Tail);
+    }
+
+    /// The head (`head`) or the origin tail of `a`'s split copy of `seq` is in; with both, the
+    /// segment is whole.
+    fn tail_part_in(&mut self, a: u32, seq: u64, head: bool) {
+        let tails = &mut self.agents[a as usize].tails;
+        let Some(i) = tails.iter().position(|t| t.0 == seq) else {
+            return;
+        };
+        if head {
+            tails[i].1 = true;
+        } else {
+            tails[i].2 = true;
+        }
+        let (_, h, t, tail_bytes) = tails[i];
+        if h && t {
+            tails.swap_remove(i);
+            let now = self.at(self.now);
+            let size = self.seg_size(seq) as u64;
+            let had = self.agents[a as usize].sched.has(seq);
+            self.agents[a as usize]
+                .sched
+                .handle_tail_complete(now, seq, size, tail_bytes);
+            if !had && self.agents[a as usize].sched.has(seq) {
+                self.obtained(a, seq, size.saturating_sub(tail_bytes));
+            }
+        }
+        self.flush(a);
+    }
+
+    /// `a` obtained `seq`, `peer_bytes` of it from peers.
+    fn obtained(&mut self, a: u32, seq: u64, peer_bytes: u64) {
         let size = self.seg_size(seq) as u64;
+        let from_peer = peer_bytes > 0;
         if self.trace_obtained {
             let w0 = self.cfg.window_segments.max(1) as i64;
             let publish = (seq as i64 + 1 - w0) * self.seg_dur as i64;
@@ -1421,9 +1568,7 @@ impl<'c> World<'c> {
             && let Some(s) = self.stats.get_mut(seq as usize)
         {
             s.obtained_bytes += size;
-            if from_peer {
-                s.peer_bytes += size;
-            }
+            s.peer_bytes += peer_bytes.min(size);
         }
         if self.agents[a as usize].player.waiting == Some(seq) {
             self.deliver(a, seq);
@@ -1587,12 +1732,15 @@ impl<'c> World<'c> {
                 hedge: totals.origin_hedges,
                 no_peers: totals.origin_no_peers,
                 backstop: totals.origin_backstops,
+                tail: totals.origin_tails,
+                tail_joined: totals.origin_tails_done,
                 other: totals.origin_fetches
                     - totals.origin_elected
                     - totals.origin_fallbacks
                     - totals.origin_hedges
                     - totals.origin_no_peers
-                    - totals.origin_backstops,
+                    - totals.origin_backstops
+                    - totals.origin_tails,
             },
             peer_requests: totals.peer_requests,
             peer_hedges: totals.peer_hedges,

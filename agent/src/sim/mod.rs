@@ -30,6 +30,10 @@
 //!   last chunk arrives one chunk time after the holder completes. Origin fetches are not cut
 //!   through (a seed serves once its origin copy is whole). A corrupt sender is detected at the
 //!   first chunk. `chunk_size = 0` models whole-segment digests (store-and-forward).
+//! * **Origin tails.** When a scheduler keeps a late peer transfer's head and asks the origin
+//!   for the rest, the transfer ends at the split point (waiting, like any cut-through
+//!   transfer, while its source has not verified that far) and an origin transfer of the
+//!   remaining bytes runs beside it; the agent holds the segment when both are in.
 //! * **Origin.** Each fetch takes `origin_latency_ms` to first byte and then flows at
 //!   `min(origin_rate_x × bitrate, receiver download share)`; aggregate origin capacity is
 //!   unbounded (a CDN).
@@ -38,6 +42,16 @@
 //!   `connect_delay_ms`. The tracker's swarm size (live agents) is fed to every scheduler.
 //! * **Churn.** Departures are a Poisson process of `churn_per_min` × N per minute; each
 //!   departure is replaced by a new agent, so the population stays at N.
+//!
+//! # Diagnostics
+//!
+//! With `HIVECAST_SIM_OBTAINED` set, the simulator prints one line per event of interest to
+//! stderr, times in seconds after the segment was published: `OBT agent seq t source` (a copy
+//! obtained), `ORG agent seq t reason` (an origin fetch started), `REQ agent seq t` (a peer
+//! request), `NEED agent seq t` (the player needs the segment), `XFR seq seconds rate
+//! uploader_rate` (a peer transfer ended), `CAN seq done_fraction rate waiting` (a peer transfer
+//! cancelled by its receiver) and `TAIL seq head_fraction split_fraction rate` (an origin
+//! tail). `HIVECAST_SIM_TRACE` prints every message and action (small runs only).
 //!
 //! # Report
 //!
@@ -267,6 +281,8 @@ pub struct SimSchedulerConfig {
     pub busy_backoff_ms: f64,
     /// `max_parallel`.
     pub max_parallel: usize,
+    /// `origin_tails`.
+    pub origin_tails: bool,
 }
 
 impl Default for SimSchedulerConfig {
@@ -289,6 +305,7 @@ impl Default for SimSchedulerConfig {
             upload_cap_x: None,
             busy_backoff_ms: d.busy_backoff.as_secs_f64() * 1000.0,
             max_parallel: d.max_parallel,
+            origin_tails: d.origin_tails,
         }
     }
 }
@@ -393,6 +410,10 @@ pub struct OriginFetches {
     pub no_peers: u64,
     /// Backstop of a segment nobody announced (partial view, few seeds).
     pub backstop: u64,
+    /// Origin tails of late peer transfers (only the rest of the segment).
+    pub tail: u64,
+    /// … of which joined with their peer head into the segment.
+    pub tail_joined: u64,
     /// Retries and unverified.
     pub other: u64,
 }

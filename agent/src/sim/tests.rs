@@ -216,3 +216,50 @@ fn cut_through_spreads_a_live_segment_further_than_store_and_forward() {
     );
     assert_eq!(chunked.integrity_failures, 0);
 }
+
+#[test]
+fn origin_tails_take_only_the_rest_of_late_transfers_from_the_origin() {
+    // Slow uplinks and a 3-segment latency: many peer transfers are projected late. With
+    // origin tails the origin sends only what the peer cannot deliver in time.
+    let base = SimConfig {
+        seed: 5,
+        agents: 60,
+        duration_s: 120.0,
+        warmup_s: 30.0,
+        tail_s: 15.0,
+        segment_duration_s: 2.0,
+        bitrate_bps: 3_000_000.0,
+        upload_mean_x: 1.1,
+        upload_sigma: 0.5,
+        degree: 8,
+        max_degree: 12,
+        churn_per_min: 0.0,
+        ..SimConfig::default()
+    };
+    let mut off = base.clone();
+    off.scheduler.origin_tails = false;
+    let whole = run(&off);
+    let tails = run(&base);
+    assert_sane(&whole);
+    assert_sane(&tails);
+    eprintln!(
+        "origin copies per segment: {:.2} with tails {:?}, {:.2} without",
+        tails.figures.origin_copies_per_segment,
+        tails.origin_fetches,
+        whole.figures.origin_copies_per_segment
+    );
+    assert_eq!(whole.origin_fetches.tail, 0);
+    assert!(tails.origin_fetches.tail > 0, "{:?}", tails.origin_fetches);
+    assert!(
+        tails.origin_fetches.tail_joined > 0,
+        "{:?}",
+        tails.origin_fetches
+    );
+    assert!(
+        tails.figures.origin_copies_per_segment < whole.figures.origin_copies_per_segment,
+        "with tails {} origin copies per segment, without {}",
+        tails.figures.origin_copies_per_segment,
+        whole.figures.origin_copies_per_segment
+    );
+    assert_eq!(tails.integrity_failures, 0);
+}

@@ -32,6 +32,9 @@ pub enum Mode {
     /// Sends the real segment's first chunk, then its second chunk with one byte flipped, then
     /// nothing more (the link stays open).
     CorruptChunk,
+    /// Honest but slow: sends the real segment at a quarter of the stream rate, so the agent
+    /// projects the transfer late.
+    Slow,
 }
 
 /// Counters the test reads.
@@ -171,7 +174,7 @@ async fn serve_link(
                     continue;
                 };
                 for s in &m.segments {
-                    urls.insert(s.seq, s.url.clone());
+                    urls.insert(s.seq, (s.url.clone(), s.duration));
                     if announced.insert(s.seq)
                         && let Some(d) = digest_of(s.seq).and_then(|h| h.parse::<Digest>().ok())
                     {
@@ -184,7 +187,7 @@ async fn serve_link(
                 match session.handle_frame(Instant::now(), frame) {
                     Ok(SessionEvent::Control(Message::Request { req_id, seq, .. })) if mode == Mode::CorruptChunk => {
                         stats.requests.fetch_add(1, Ordering::Relaxed);
-                        let Some(url) = urls.get(&seq) else { continue };
+                        let Some((url, _)) = urls.get(&seq) else { continue };
                         let Ok(f) = client.get(url.as_str(), &[]).await else { continue };
                         let mut body = f.body.to_vec();
                         let chunk = hivecast_agent::integrity::DEFAULT_CHUNK_SIZE as usize;
@@ -209,12 +212,37 @@ async fn serve_link(
                         }
                         stats.bad_answers.fetch_add(1, Ordering::Relaxed);
                     }
+                    Ok(SessionEvent::Control(Message::Request { req_id, seq, .. })) if mode == Mode::Slow => {
+                        stats.requests.fetch_add(1, Ordering::Relaxed);
+                        let Some((url, secs)) = urls.get(&seq).cloned() else { continue };
+                        let (sender, client, st) = (sender.clone(), client.clone(), stats.clone());
+                        tokio::spawn(async move {
+                            let Ok(f) = client.get(url.as_str(), &[]).await else { return };
+                            let body = f.body;
+                            let total = body.len();
+                            let frame = 4 * 1024;
+                            // A quarter of the stream rate: the whole body takes four segment
+                            // durations.
+                            let gap = Duration::from_secs_f64(4.0 * secs * frame as f64 / total.max(1) as f64);
+                            let mut off = 0usize;
+                            while off < total {
+                                let end = (off + frame).min(total);
+                                let m = Message::Data { req_id, offset: off as u32, total_len: total as u32, payload: body.slice(off..end) };
+                                if sender.send(enc(&m)).await.is_err() {
+                                    return;
+                                }
+                                off = end;
+                                tokio::time::sleep(gap).await;
+                            }
+                            st.bad_answers.fetch_add(1, Ordering::Relaxed);
+                        });
+                    }
                     Ok(SessionEvent::Control(Message::Request { req_id, .. })) => {
                         stats.requests.fetch_add(1, Ordering::Relaxed);
                         let total: u32 = 200_000;
                         let chunk = 60_000usize;
                         let limit = match mode {
-                            Mode::Corrupt | Mode::CorruptChunk => total as usize,
+                            Mode::Corrupt | Mode::CorruptChunk | Mode::Slow => total as usize,
                             Mode::DropMidTransfer => total as usize / 2,
                         };
                         let mut off = 0usize;

@@ -164,7 +164,9 @@ pub fn spawn_agent(origin_base: &str, tracker: Option<&str>, env: &[(&str, &str)
         .env("HIVECAST_AGENT__P2P__HUNGRY_ANNOUNCE_INTERVAL", "1s")
         .env(
             "RUST_LOG",
-            "info,webrtc=warn,rtc=warn,webrtc_ice=warn,webrtc_sctp=warn",
+            std::env::var("HIVECAST_TEST_AGENT_LOG").unwrap_or_else(|_| {
+                "info,webrtc=warn,rtc=warn,webrtc_ice=warn,webrtc_sctp=warn".into()
+            }),
         );
     for (k, v) in env {
         cmd.env(k, v);
@@ -206,8 +208,14 @@ pub use hivecast_demo::prom::metric_sum as metric;
 
 /// Runs `hivecast-agent publish-digests DIR --watch` (100 ms scans), killed on drop.
 pub fn spawn_publish_digests(dir: &Path) -> Proc {
+    spawn_publish_digests_with(dir, &[])
+}
+
+/// `publish-digests --watch` with extra arguments (e.g. `--chunk-size`).
+pub fn spawn_publish_digests_with(dir: &Path, args: &[&str]) -> Proc {
     let child = Command::new(AGENT_BIN)
         .args(["publish-digests", "--watch", "--interval", "100ms"])
+        .args(args)
         .arg(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
