@@ -285,6 +285,11 @@ impl Metrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
+        // Label values known up front exist from the start (at 0), so dashboards and rates see
+        // them before the first event.
+        for outcome in ["joined", "failed"] {
+            m.p2p_origin_tails.with_label_values(&[outcome]);
+        }
         for c in [
             Box::new(m.downloaded_bytes.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(m.served_bytes.clone()),
@@ -380,6 +385,8 @@ mod tests {
             "hivecast_agent_integrity_failures_total",
             "hivecast_agent_segment_fetch_seconds_bucket",
             "hivecast_agent_build_info{version=",
+            "hivecast_agent_p2p_origin_tails_total{outcome=\"joined\"} 0",
+            "hivecast_agent_p2p_origin_tails_total{outcome=\"failed\"} 0",
         ] {
             assert!(text.contains(name), "missing {name}");
         }

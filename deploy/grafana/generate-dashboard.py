@@ -253,6 +253,21 @@ def build() -> dict:
                      [(f"sum by (kind) (rate(hivecast_agent_origin_requests_total{{{AGENT}}}[{RI}]))",
                        "{{kind}}")], "reqps", stack=True, minv=0), 8, 8)
 
+    L.row("P2P scheduler")
+    L.add(timeseries("Origin fetches by reason",
+                     "Origin segment fetches per second the P2P scheduler started, by why: elected "
+                     "seeds, fallbacks, hedges of late or stalled peer transfers, origin tails (only "
+                     "the rest of a late peer transfer), and more. A growing fallback or hedge share "
+                     "means peers are slow or scarce.",
+                     [(f"sum by (reason) (rate(hivecast_agent_p2p_origin_fetches_total{{{AGENT}}}[{RI}]))",
+                       "{{reason}}")], "ops", stack=True, minv=0), 12, 8)
+    L.add(timeseries("Origin tails by outcome",
+                     "Late peer transfers completed by an HTTP range from the origin: joined, or "
+                     "failed (then the whole segment came from the origin). Mostly failed means the "
+                     "origin does not serve byte ranges.",
+                     [(f"sum by (outcome) (rate(hivecast_agent_p2p_origin_tails_total{{{AGENT}}}[{RI}]))",
+                       "{{outcome}}")], "ops", stack=True, minv=0), 12, 8)
+
     L.row("Tracker")
     L.add(timeseries("Announces by result", "Announces per second the tracker handled, by result.",
                      [(f"sum by (result) (rate(hivecast_tracker_announces_total[{RI}]))", "{{result}}")],
