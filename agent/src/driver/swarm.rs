@@ -399,12 +399,7 @@ impl SwarmTask {
                         } else {
                             tracing::debug!(seq, error = %e, "origin tail failed");
                         }
-                        self.s
-                            .metrics
-                            .p2p_origin_tails
-                            .with_label_values(&["failed"])
-                            .inc();
-                        self.sched.handle_tail_failed(now, seq);
+                        self.tail_failed(now, seq);
                     }
                 }
             }
@@ -815,19 +810,7 @@ impl SwarmTask {
             return;
         }
         let len = body.len();
-        let key = SegmentKey {
-            url: strip(&seg.url),
-            range: seg.range,
-        };
-        let content_type = crate::server::mime::content_type_for_path(seg.url.path());
-        let entry = Entry {
-            body,
-            content_type,
-            source: Source::Peer,
-            stored_at: Instant::now(),
-            resource_len: None,
-        };
-        self.s.proxy.segment_cache().insert(key, entry.clone());
+        let entry = self.cache_peer_copy(seg, body);
         self.s.metrics.segment_downloaded(
             Source::Peer,
             len,
@@ -1330,27 +1313,11 @@ impl SwarmTask {
                     length_ok = joined.is_some(),
                     "origin tail does not complete the segment's digest; fetching it whole"
                 );
-                self.s
-                    .metrics
-                    .p2p_origin_tails
-                    .with_label_values(&["failed"])
-                    .inc();
-                self.sched.handle_tail_failed(now, seq);
+                self.tail_failed(now, seq);
                 return;
             }
         };
-        let key = SegmentKey {
-            url: strip(&seg.url),
-            range: seg.range,
-        };
-        let content_type = crate::server::mime::content_type_for_path(seg.url.path());
-        let entry = Entry {
-            body,
-            content_type,
-            source: Source::Peer,
-            stored_at: Instant::now(),
-            resource_len: None,
-        };
+        let entry = self.cache_peer_copy(seg, body);
         // The head's bytes and time, for the per-source byte counters (the tail's were counted
         // by the origin fetch).
         let head_started = self
@@ -1370,7 +1337,6 @@ impl SwarmTask {
             .p2p_origin_tails
             .with_label_values(&["joined"])
             .inc();
-        self.s.proxy.segment_cache().insert(key, entry.clone());
         let size = entry.body.len() as u64;
         tracing::debug!(
             seq,
@@ -1381,6 +1347,34 @@ impl SwarmTask {
         self.sched.handle_tail_complete(now, seq, size, tail_len);
         self.complete_partial(seq, &entry.body);
         self.wake(seq, Some(entry));
+    }
+
+    /// The origin tail of `seq` did not complete it: the scheduler falls back to a whole fetch.
+    fn tail_failed(&mut self, now: Instant, seq: u64) {
+        self.s
+            .metrics
+            .p2p_origin_tails
+            .with_label_values(&["failed"])
+            .inc();
+        self.sched.handle_tail_failed(now, seq);
+    }
+
+    /// Stores a verified copy of `seg` that came (at least partly) from peers in the segment
+    /// cache, where players find it.
+    fn cache_peer_copy(&self, seg: &Seg, body: Bytes) -> Entry {
+        let key = SegmentKey {
+            url: strip(&seg.url),
+            range: seg.range,
+        };
+        let entry = Entry {
+            body,
+            content_type: crate::server::mime::content_type_for_path(seg.url.path()),
+            source: Source::Peer,
+            stored_at: Instant::now(),
+            resource_len: None,
+        };
+        self.s.proxy.segment_cache().insert(key, entry.clone());
+        entry
     }
 
     /// `seq` is whole and verified: uploads serving our partial copy send the rest.

@@ -182,25 +182,31 @@ fn bad_configs_are_reported_all_at_once() {
     }
 }
 
-#[test]
-fn cut_through_spreads_a_live_segment_further_than_store_and_forward() {
-    // Slow uplinks (1.2x the bitrate) and a 3-segment player latency: whole-segment hops eat
-    // the budget; chunk hops do not.
-    let base = SimConfig {
-        seed: 3,
+/// 60 agents for two minutes of a 3 Mbit/s stream in 2 s segments, 8 peers each, no churn,
+/// uploads log-normal around `upload_x` × the bitrate.
+fn short_live(seed: u64, upload_x: f64, upload_sigma: f64) -> SimConfig {
+    SimConfig {
+        seed,
         agents: 60,
         duration_s: 120.0,
         warmup_s: 30.0,
         tail_s: 15.0,
         segment_duration_s: 2.0,
         bitrate_bps: 3_000_000.0,
-        upload_mean_x: 1.2,
-        upload_sigma: 0.2,
+        upload_mean_x: upload_x,
+        upload_sigma,
         degree: 8,
         max_degree: 12,
         churn_per_min: 0.0,
         ..SimConfig::default()
-    };
+    }
+}
+
+#[test]
+fn cut_through_spreads_a_live_segment_further_than_store_and_forward() {
+    // Slow uplinks (1.2x the bitrate) and a 3-segment player latency: whole-segment hops eat
+    // the budget; chunk hops do not.
+    let base = short_live(3, 1.2, 0.2);
     let whole = run(&SimConfig {
         chunk_size: 0,
         ..base.clone()
@@ -221,21 +227,7 @@ fn cut_through_spreads_a_live_segment_further_than_store_and_forward() {
 fn origin_tails_take_only_the_rest_of_late_transfers_from_the_origin() {
     // Slow uplinks and a 3-segment latency: many peer transfers are projected late. With
     // origin tails the origin sends only what the peer cannot deliver in time.
-    let base = SimConfig {
-        seed: 5,
-        agents: 60,
-        duration_s: 120.0,
-        warmup_s: 30.0,
-        tail_s: 15.0,
-        segment_duration_s: 2.0,
-        bitrate_bps: 3_000_000.0,
-        upload_mean_x: 1.1,
-        upload_sigma: 0.5,
-        degree: 8,
-        max_degree: 12,
-        churn_per_min: 0.0,
-        ..SimConfig::default()
-    };
+    let base = short_live(5, 1.1, 0.5);
     let mut off = base.clone();
     off.scheduler.origin_tails = false;
     let whole = run(&off);
