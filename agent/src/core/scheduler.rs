@@ -2483,7 +2483,21 @@ mod tests {
     }
 
     fn live(s: &mut Scheduler, now: Instant, range: std::ops::RangeInclusive<u64>) {
-        let segs = infos(range);
+        live_with(s, now, range, None);
+    }
+
+    /// A live playlist update with segments `range`, with chunk digests of `chunk` bytes if
+    /// given.
+    fn live_with(
+        s: &mut Scheduler,
+        now: Instant,
+        range: std::ops::RangeInclusive<u64>,
+        chunk: Option<u32>,
+    ) {
+        let mut segs = infos(range);
+        for i in &mut segs {
+            i.chunk_size = chunk;
+        }
         s.handle_playlist(
             now,
             &PlaylistUpdate {
@@ -2501,13 +2515,24 @@ mod tests {
     /// A scheduler that joined a live stream at `t0` (segments 0..=5, prefetching 3..=5) and
     /// got `peers` connected; prefetch decisions are drained.
     fn joined(t0: Instant, me: u8, peers: &[u8], cfg: SchedulerConfig) -> Scheduler {
+        joined_with(t0, me, peers, cfg, None)
+    }
+
+    /// `joined`, with chunk digests of `chunk` bytes if given.
+    fn joined_with(
+        t0: Instant,
+        me: u8,
+        peers: &[u8],
+        cfg: SchedulerConfig,
+        chunk: Option<u32>,
+    ) -> Scheduler {
         let mut s = Scheduler::new(t0, pid(me), cfg).unwrap();
         for &p in peers {
             assert!(s.handle_peer_connected(t0, pid(p)));
         }
         // A huge swarm: with ρ = 0 the k = 1 seed is practically never us.
         s.handle_swarm_size(t0, 1 << 40);
-        live(&mut s, t0, 0..=5);
+        live_with(&mut s, t0, 0..=5, chunk);
         drain(&mut s);
         s
     }
@@ -3119,30 +3144,12 @@ mod tests {
 
     /// Like `live`, with chunk digests published for every segment.
     fn live_chunked(s: &mut Scheduler, now: Instant, range: std::ops::RangeInclusive<u64>) {
-        let mut segs = infos(range);
-        for i in &mut segs {
-            i.chunk_size = Some(CHUNK);
-        }
-        s.handle_playlist(
-            now,
-            &PlaylistUpdate {
-                live: true,
-                target_duration: TD,
-                segments: &segs,
-            },
-        );
+        live_with(s, now, range, Some(CHUNK));
     }
 
     /// Like `joined`, with chunk digests published for every segment.
     fn joined_chunked(t0: Instant, me: u8, peers: &[u8], cfg: SchedulerConfig) -> Scheduler {
-        let mut s = Scheduler::new(t0, pid(me), cfg).unwrap();
-        for &p in peers {
-            assert!(s.handle_peer_connected(t0, pid(p)));
-        }
-        s.handle_swarm_size(t0, 1 << 40);
-        live_chunked(&mut s, t0, 0..=5);
-        drain(&mut s);
-        s
+        joined_with(t0, me, peers, cfg, Some(CHUNK))
     }
 
     /// Player request and origin result: we hold `seq` (1 MB) from the origin.
