@@ -22,7 +22,9 @@ use crate::config::{AgentConfig, IntegrityMode, LowLatencyMode};
 use crate::metrics::{Metrics, RequestKind, Source};
 use crate::mirror;
 use crate::origin::{ByteRange, FetchRequest, Fetched, OriginClient, OriginError, redact};
-use crate::playlist::{self, PlaylistInfo, RewriteOptions, UriKind, UriMapper, Variables};
+use crate::playlist::{
+    self, HoldBack, PlaylistInfo, RewriteOptions, UriKind, UriMapper, Variables,
+};
 use crate::server::mime::content_type_for_path;
 use crate::server::{self, Backend, CachePolicy, LocalRequest, Refusal, Reply};
 use crate::task::Supervisor;
@@ -371,6 +373,7 @@ impl Proxy {
         let opts = RewriteOptions {
             degrade_low_latency: self.cfg.playlist.low_latency == LowLatencyMode::Degrade,
             strip_content_steering: self.cfg.playlist.strip_content_steering,
+            live_hold_back: self.cfg.playlist.live_hold_back,
             limits: playlist::Limits {
                 max_bytes: self.cfg.origin.max_playlist_size.as_u64() as usize,
                 ..playlist::Limits::default()
@@ -400,6 +403,17 @@ impl Proxy {
         self.metrics
             .rewrite_seconds
             .observe(t0.elapsed().as_secs_f64());
+        let hold_back = match rewritten.hold_back {
+            HoldBack::Off => None,
+            HoldBack::Applied(_) => Some("applied"),
+            HoldBack::Skipped(why) => Some(why.as_label()),
+        };
+        if let Some(outcome) = hold_back {
+            self.metrics
+                .playlist_hold_back
+                .with_label_values(&[outcome])
+                .inc();
+        }
         {
             let mut keys = lock(&self.key_urls);
             for k in mapper.keys.borrow().iter() {

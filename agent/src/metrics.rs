@@ -139,6 +139,8 @@ pub struct Metrics {
     pub p2p_cut_through_uploads: IntCounter,
     /// `hivecast_agent_p2p_origin_tails_total{outcome}`
     pub p2p_origin_tails: IntCounterVec,
+    /// `hivecast_agent_playlist_hold_back_total{outcome}`
+    pub playlist_hold_back: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -275,6 +277,14 @@ impl Metrics {
                 &["outcome"],
             )
             .expect("valid metric"),
+            playlist_hold_back: IntCounterVec::new(
+                Opts::new(
+                    "hivecast_agent_playlist_hold_back_total",
+                    "Live media playlists served while playlist.live_hold_back is set, by outcome: applied (newest segments withheld), or served whole because of low_latency (LL-HLS passed through) or short_window (too few segments).",
+                ),
+                &["outcome"],
+            )
+            .expect("valid metric"),
             registry,
         };
         let build_info = IntGaugeVec::new(
@@ -289,6 +299,9 @@ impl Metrics {
         // them before the first event.
         for outcome in ["joined", "failed"] {
             m.p2p_origin_tails.with_label_values(&[outcome]);
+        }
+        for outcome in ["applied", "low_latency", "short_window"] {
+            m.playlist_hold_back.with_label_values(&[outcome]);
         }
         for c in [
             Box::new(m.downloaded_bytes.clone()) as Box<dyn prometheus::core::Collector>,
@@ -311,6 +324,7 @@ impl Metrics {
             Box::new(m.p2p_origin_fetches.clone()),
             Box::new(m.p2p_cut_through_uploads.clone()),
             Box::new(m.p2p_origin_tails.clone()),
+            Box::new(m.playlist_hold_back.clone()),
             Box::new(build_info),
         ] {
             m.registry.register(c).expect("unique metric names");
@@ -387,6 +401,8 @@ mod tests {
             "hivecast_agent_build_info{version=",
             "hivecast_agent_p2p_origin_tails_total{outcome=\"joined\"} 0",
             "hivecast_agent_p2p_origin_tails_total{outcome=\"failed\"} 0",
+            "hivecast_agent_playlist_hold_back_total{outcome=\"applied\"} 0",
+            "hivecast_agent_playlist_hold_back_total{outcome=\"short_window\"} 0",
         ] {
             assert!(text.contains(name), "missing {name}");
         }

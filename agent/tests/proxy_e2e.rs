@@ -661,3 +661,59 @@ async fn named_streams_redirect_to_the_mirror_form_and_metrics_are_served() {
     .await
     .expect("test timed out");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_hold_back_withholds_the_newest_segments_from_players() {
+    tokio::time::timeout(TIMEOUT, async {
+        let dir = std::env::temp_dir().join(format!("hivecast-holdback-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        // A live playlist of `n` segments ending at `last`.
+        let live = |last: u64, n: u64| {
+            let first = last + 1 - n;
+            let mut s =
+                format!("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:{first}\n");
+            for seq in first..=last {
+                s.push_str(&format!("#EXTINF:2.0,\ns{seq}.ts\n"));
+            }
+            s
+        };
+        std::fs::write(dir.join("live.m3u8"), live(6, 6)).expect("write");
+        std::fs::write(dir.join("short.m3u8"), live(2, 2)).expect("write");
+        let origin = Origin::start(dir.clone()).await.expect("origin");
+        let mut cfg = test_config(&[origin.base_url()]);
+        cfg.playlist.live_hold_back = 2;
+        let agent = start_agent(cfg).await;
+        let url = mirror(agent.listen, &origin.authority(), "live.m3u8");
+        let body = get(&url).await.text();
+        assert!(body.ends_with("s4.ts\n"), "{body}");
+        assert!(!body.contains("s5.ts") && !body.contains("s6.ts"), "{body}");
+        // The origin moves on: the withheld segments come back, two behind the new edge.
+        std::fs::write(dir.join("live.m3u8"), live(8, 6)).expect("write");
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let body = get(&url).await.text();
+        assert!(body.contains("#EXT-X-MEDIA-SEQUENCE:3\n"), "{body}");
+        assert!(
+            body.ends_with("s5.ts\ns6.ts\n") || body.ends_with("s6.ts\n"),
+            "{body}"
+        );
+        assert!(body.contains("s5.ts") && !body.contains("s7.ts"), "{body}");
+        // Too short to hold anything back: served whole, and counted.
+        let short = get(&mirror(agent.listen, &origin.authority(), "short.m3u8"))
+            .await
+            .text();
+        assert!(short.ends_with("s2.ts\n"), "{short}");
+        let m = get(&format!("http://{}/metrics", agent.admin)).await.text();
+        assert!(
+            m.contains("hivecast_agent_playlist_hold_back_total{outcome=\"applied\"} 2"),
+            "{m}"
+        );
+        assert!(
+            m.contains("hivecast_agent_playlist_hold_back_total{outcome=\"short_window\"} 1"),
+            "{m}"
+        );
+        agent.shutdown(Duration::from_secs(2)).await;
+        let _ = std::fs::remove_dir_all(&dir);
+    })
+    .await
+    .expect("test timed out");
+}

@@ -32,6 +32,10 @@ pub struct Args {
     /// 65536); 0 = whole-segment digests only (store-and-forward).
     #[arg(long)]
     chunk_size: Option<u64>,
+    /// Segments the agent withholds from its players (`playlist.live_hold_back`): players sit
+    /// that many segments further behind the live edge.
+    #[arg(long, default_value_t = 0)]
+    live_hold_back: usize,
     /// RNG seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -59,6 +63,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     cfg.upload_mean_x = a.upload;
     cfg.churn_per_min = a.churn;
     cfg.seed = a.seed;
+    cfg.live_hold_back = a.live_hold_back;
     if let Some(c) = a.chunk_size {
         cfg.chunk_size = c;
     }

@@ -286,6 +286,10 @@ const DOCS: &[(&str, &str)] = &[
         "Remove EXT-X-CONTENT-STEERING (the agent steers, as the origin's client).",
     ),
     (
+        "playlist.live_hold_back",
+        "Live playlists: withhold this many of the newest segments from players (at most 10). Players then play that many segment durations further behind the live edge, and peers get that much more time to share each segment (more offload; see BENCHMARKS.md). Not applied to LL-HLS passed through, nor below 3 segments.",
+    ),
+    (
         "integrity",
         "Segment integrity: digests from the origin's <playlist>.sha256.json sidecar.",
     ),

@@ -125,6 +125,10 @@ pub struct PlaylistConfig {
     pub low_latency: LowLatencyMode,
     /// Remove `EXT-X-CONTENT-STEERING` (the agent is the origin's client, so it steers).
     pub strip_content_steering: bool,
+    /// Live media playlists: withhold this many of the newest segments from players, so they
+    /// play that many segments further behind the live edge and peers get that much more time
+    /// to share each segment (default 0).
+    pub live_hold_back: usize,
 }
 
 /// Integrity mode of a stream.
@@ -202,7 +206,7 @@ impl Default for P2pConfig {
             upload_slots: 4,
             upload_rate_cap: ByteSize::b(0),
             peer_wait_budget: Duration::ZERO,
-            stall_timeout: Duration::from_secs(1),
+            stall_timeout: Duration::from_millis(500),
             startup_wait: Duration::from_secs(1),
             swarm_idle_timeout: Duration::from_secs(30),
             webrtc: crate::transport::TransportConfig::default(),
@@ -274,11 +278,16 @@ impl Default for CacheConfig {
     }
 }
 
+/// Largest `playlist.live_hold_back`: beyond it a player would sit minutes behind the edge of
+/// a typical live window.
+pub const MAX_LIVE_HOLD_BACK: usize = 10;
+
 impl Default for PlaylistConfig {
     fn default() -> Self {
         Self {
             low_latency: LowLatencyMode::Passthrough,
             strip_content_steering: true,
+            live_hold_back: 0,
         }
     }
 }
@@ -416,6 +425,12 @@ impl AgentConfig {
                     redact_url(&self.p2p.tracker)
                 )),
             }
+        }
+        if self.playlist.live_hold_back > MAX_LIVE_HOLD_BACK {
+            errs.push(format!(
+                "playlist.live_hold_back must be at most {MAX_LIVE_HOLD_BACK} segments (got {})",
+                self.playlist.live_hold_back
+            ));
         }
         if self.p2p.max_peers == 0 || self.p2p.max_peers > 200 {
             errs.push("p2p.max_peers must be between 1 and 200".into());

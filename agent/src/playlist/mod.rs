@@ -57,6 +57,7 @@
 mod attr;
 mod engine;
 mod error;
+mod hold_back;
 mod info;
 mod lines;
 mod low_latency;
@@ -69,6 +70,7 @@ mod tests;
 use url::Url;
 
 pub use error::{AttributeSyntax, PlaylistError};
+pub use hold_back::{HoldBack, HoldBackSkip, MIN_KEPT as HOLD_BACK_MIN_KEPT};
 pub use info::{
     ByteRange, HintType, InitRef, MediaInfo, MultivariantInfo, PartRef, PlaylistInfo, PlaylistKind,
     PlaylistRef, PlaylistType, PreloadHint, RenditionReport, SegmentRef, ServerControl,
@@ -106,6 +108,9 @@ pub struct RewriteOptions {
     /// Remove `EXT-X-CONTENT-STEERING` (default `true`: the agent, not the player, is the
     /// origin's client; steering with the player would send it around the agent).
     pub strip_content_steering: bool,
+    /// Live media playlists: withhold this many of the newest segments from the player
+    /// (default 0). See [`HoldBack`] and the `hold_back` module.
+    pub live_hold_back: usize,
     /// Size limits.
     pub limits: Limits,
 }
@@ -115,6 +120,7 @@ impl Default for RewriteOptions {
         RewriteOptions {
             degrade_low_latency: false,
             strip_content_steering: true,
+            live_hold_back: 0,
             limits: Limits::default(),
         }
     }
@@ -125,8 +131,11 @@ impl Default for RewriteOptions {
 pub struct Rewritten {
     /// The playlist to serve to the player.
     pub body: Vec<u8>,
-    /// The origin playlist's information (as [`parse`] gives it).
+    /// The origin playlist's information (as [`parse`] gives it): every segment, withheld
+    /// ones included.
     pub info: PlaylistInfo,
+    /// What [`RewriteOptions::live_hold_back`] did.
+    pub hold_back: HoldBack,
 }
 
 /// Rewrites a playlist for the player, and parses it.
@@ -153,8 +162,18 @@ pub fn rewrite(
     };
     let (info, out) = engine::run(body, origin_url, imports, &opts.limits, Some(ctx))?;
     // `run` always produces a body when given a rewrite context.
-    let body = out.unwrap_or_else(|| body.to_vec());
-    Ok(Rewritten { body, info })
+    let mut body = out.unwrap_or_else(|| body.to_vec());
+    let hold_back = match &info {
+        PlaylistInfo::Media(m) => {
+            hold_back::apply(&mut body, m, opts.live_hold_back, opts.degrade_low_latency)
+        }
+        PlaylistInfo::Multivariant(_) => HoldBack::Off,
+    };
+    Ok(Rewritten {
+        body,
+        info,
+        hold_back,
+    })
 }
 
 /// Parses a playlist without rewriting it (same semantics and errors as [`rewrite`]); the

@@ -797,7 +797,8 @@ impl<'c> World<'c> {
         // Player: start, or request the next fragment if it just appeared.
         let p = &mut self.agents[a as usize].player;
         if p.next.is_none() {
-            let back = self.cfg.player_latency_segments.max(1) as u64 - 1;
+            let back =
+                self.cfg.player_latency_segments.max(1) as u64 - 1 + self.cfg.live_hold_back as u64;
             p.next = Some(newest.saturating_sub(back).max(lo));
             p.delivered_to = p.next.unwrap_or(0);
         }
@@ -814,7 +815,9 @@ impl<'c> World<'c> {
         let Some(seq) = ag.player.next else {
             return;
         };
-        if ag.sched.newest().is_none_or(|n| seq > n) {
+        // The player sees the agent's playlist: without the newest `live_hold_back` segments.
+        let hold = self.cfg.live_hold_back as u64;
+        if ag.sched.newest().is_none_or(|n| seq + hold > n) {
             return;
         }
         let now = self.at(self.now);

@@ -13,7 +13,9 @@
 //! * **Player** (hls.js-like): on joining it loads the playlist and starts `player_latency_segments`
 //!   target durations behind the live edge, loads one fragment at a time in order, plays in real
 //!   time, stalls when the next fragment is not there, resumes when it arrives. Startup = join →
-//!   first fragment delivered.
+//!   first fragment delivered. With `live_hold_back` the player sees the agent's playlist
+//!   without its newest segments (`playlist.live_hold_back`), so it starts and stays that many
+//!   segments further behind.
 //! * **Peer messages** are real [`Message`](crate::core::peer_proto::Message) values delivered
 //!   after the link latency; their encoded sizes are counted (segment data as 64 KiB chunks).
 //! * **Links.** Per-agent upload and download rates are log-normal around a mean given as a
@@ -88,6 +90,14 @@ pub fn validate(cfg: &SimConfig) -> Result<(), String> {
     positive("poll_interval_ms", cfg.poll_interval_ms);
     if cfg.agents == 0 {
         errs.push("agents must be at least 1".into());
+    }
+    if cfg.live_hold_back + crate::playlist::HOLD_BACK_MIN_KEPT > cfg.window_segments {
+        errs.push(format!(
+            "live_hold_back must leave at least {} of the {} window segments (got {})",
+            crate::playlist::HOLD_BACK_MIN_KEPT,
+            cfg.window_segments,
+            cfg.live_hold_back
+        ));
     }
     if !(0.0..=1.0).contains(&cfg.churn_per_min) {
         errs.push(format!(
@@ -165,6 +175,9 @@ pub struct SimConfig {
     pub poll_interval_ms: f64,
     /// Player start distance from the live edge, in segments (hls.js `liveSyncDurationCount`).
     pub player_latency_segments: usize,
+    /// The agent's `playlist.live_hold_back`: players see the playlist without its newest this
+    /// many segments, so they sit that much further behind the origin's live edge.
+    pub live_hold_back: usize,
     /// Peers the tracker hands out (target connections per agent).
     pub degree: usize,
     /// Most connections an agent accepts.
@@ -222,6 +235,7 @@ impl Default for SimConfig {
             window_segments: 6,
             poll_interval_ms: 1000.0,
             player_latency_segments: 3,
+            live_hold_back: 0,
             degree: 20,
             max_degree: 30,
             connect_delay_ms: 500.0,

@@ -255,3 +255,30 @@ fn origin_tails_take_only_the_rest_of_late_transfers_from_the_origin() {
     );
     assert_eq!(tails.integrity_failures, 0);
 }
+
+#[test]
+fn live_hold_back_gives_peers_more_time_and_the_origin_less_work() {
+    // Slow uplinks: with players 3 segments behind, many segments miss their peer deadline.
+    // Withholding the newest segment from the players moves their need-by time one segment
+    // later, with the same upload.
+    let base = short_live(11, 1.2, 0.3);
+    let plain = run(&base);
+    let held = run(&SimConfig {
+        live_hold_back: 1,
+        ..base.clone()
+    });
+    assert_sane(&plain);
+    assert_sane(&held);
+    assert!(
+        held.figures.origin_copies_per_segment < plain.figures.origin_copies_per_segment,
+        "held back {} vs plain {} origin copies per segment",
+        held.figures.origin_copies_per_segment,
+        plain.figures.origin_copies_per_segment
+    );
+    // Too much hold-back for the window is a config error.
+    let bad = SimConfig {
+        live_hold_back: base.window_segments,
+        ..base
+    };
+    assert!(validate(&bad).unwrap_err().contains("live_hold_back"));
+}

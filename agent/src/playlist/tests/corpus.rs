@@ -19,7 +19,10 @@ use quick_m3u8::{HlsLine, Reader};
 use url::Url;
 
 use super::support::{local_for, player_reaches, proxy_all, same_outside_uris, url};
-use crate::playlist::{PlaylistInfo, RewriteOptions, Variables, rewrite};
+use crate::playlist::{
+    HOLD_BACK_MIN_KEPT, HoldBack, HoldBackSkip, Limits, PlaylistInfo, RewriteOptions, Variables,
+    parse, rewrite,
+};
 
 /// The corpus folder, relative to the crate (the same relative path from the agent crate).
 fn corpus_dir() -> PathBuf {
@@ -285,6 +288,62 @@ fn check_success(name: &str, input: &str, output: &str, origin: &Url, local: &Ur
     }
 }
 
+/// With a one-segment live hold-back (LL-HLS degraded), a live media playlist of more than
+/// three segments is served as a byte prefix of the full rewrite that a parser reads as all
+/// but the newest segment; anything else is served whole. True if a segment was withheld.
+fn check_hold_back(
+    name: &str,
+    bytes: &[u8],
+    full: &[u8],
+    info: &PlaylistInfo,
+    origin: &Url,
+    local: &Url,
+) -> bool {
+    let opts = RewriteOptions {
+        degrade_low_latency: true,
+        live_hold_back: 1,
+        ..RewriteOptions::default()
+    };
+    let h = rewrite(bytes, origin, local, &Variables::new(), &opts, &proxy_all())
+        .unwrap_or_else(|e| panic!("{name}: hold-back rewrite failed: {e}"));
+    assert_eq!(&h.info, info, "{name}: hold-back changed the info");
+    let m = match info {
+        PlaylistInfo::Media(m) if m.is_live() => m,
+        _ => {
+            assert_eq!(h.hold_back, HoldBack::Off, "{name}");
+            assert_eq!(h.body, full, "{name}");
+            return false;
+        }
+    };
+    if m.segments.len() <= HOLD_BACK_MIN_KEPT {
+        assert_eq!(
+            h.hold_back,
+            HoldBack::Skipped(HoldBackSkip::ShortWindow),
+            "{name}"
+        );
+        assert_eq!(h.body, full, "{name}");
+        return false;
+    }
+    assert_eq!(h.hold_back, HoldBack::Applied(1), "{name}");
+    assert!(
+        full.starts_with(&h.body) && h.body.len() < full.len(),
+        "{name}"
+    );
+    let seen = parse(&h.body, local, &Variables::new(), &Limits::default())
+        .unwrap_or_else(|e| panic!("{name}: held-back playlist does not parse: {e}"));
+    let seen = seen.as_media().expect("media");
+    let n = m.segments.len() - 1;
+    assert_eq!(seen.segments.len(), n, "{name}");
+    for (a, b) in seen.segments.iter().zip(&m.segments[..n]) {
+        assert_eq!(
+            (a.seq, a.duration, a.discontinuity),
+            (b.seq, b.duration, b.discontinuity),
+            "{name}"
+        );
+    }
+    true
+}
+
 #[test]
 fn corpus_rewrites_or_fails_clearly() {
     let dir = corpus_dir();
@@ -310,7 +369,7 @@ fn corpus_rewrites_or_fails_clearly() {
     let mapper = proxy_all();
     let vars = Variables::new();
     let (mut ok, mut failed) = (0, Vec::new());
-    let (mut media, mut multivariant, mut segments) = (0, 0, 0);
+    let (mut media, mut multivariant, mut segments, mut held_back) = (0, 0, 0, 0);
     for path in &files {
         let name = path
             .strip_prefix(&dir)
@@ -354,6 +413,9 @@ fn corpus_rewrites_or_fails_clearly() {
                     assert!(!dtext.contains(attr), "{name}: {attr} left in degrade mode");
                 }
                 assert_eq!(d.info, r.info, "{name}: info depends on the mode");
+                if check_hold_back(&name, &bytes, &d.body, &r.info, &origin, &local) {
+                    held_back += 1;
+                }
             }
             Err(e) => {
                 let msg = e.to_string();
@@ -367,7 +429,7 @@ fn corpus_rewrites_or_fails_clearly() {
     }
     eprintln!(
         "corpus: {} playlists, {ok} rewritten ({media} media with {segments} segments, \
-         {multivariant} multivariant), {} refused:",
+         {multivariant} multivariant; {held_back} live ones served held back), {} refused:",
         files.len(),
         failed.len()
     );
@@ -381,6 +443,10 @@ fn corpus_rewrites_or_fails_clearly() {
             None => panic!("{name}: unexpected failure: {msg}"),
         }
     }
+    assert!(
+        held_back > 0,
+        "no live playlist in the corpus exercised the hold-back"
+    );
     for (name, _) in EXPECTED_FAILURES {
         assert!(
             failed.iter().any(|(n, _)| n == name),

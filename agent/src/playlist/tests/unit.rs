@@ -1570,3 +1570,121 @@ fn every_error_displays_on_one_line() {
         assert!(!r.to_string().contains('\n'));
     }
 }
+
+/// Rewrites `body` at [`ORIGIN`] with a live hold-back of `segments` (and LL-HLS degraded if
+/// `degrade`).
+fn held_back(body: &str, segments: usize, degrade: bool) -> crate::playlist::Rewritten {
+    let o = url(ORIGIN);
+    let opts = RewriteOptions {
+        live_hold_back: segments,
+        degrade_low_latency: degrade,
+        ..RewriteOptions::default()
+    };
+    rewrite(
+        body.as_bytes(),
+        &o,
+        &local_for(&o),
+        &Variables::new(),
+        &opts,
+        &proxy_all(),
+    )
+    .unwrap()
+}
+
+/// A live playlist of `n` segments (from sequence 10); segment 14 starts a discontinuity with
+/// a new key and a date.
+fn live_body(n: u64, crlf: bool) -> String {
+    let mut s = String::from(
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:10\n",
+    );
+    for seq in 10..10 + n {
+        if seq == 14 {
+            s.push_str("#EXT-X-DISCONTINUITY\n#EXT-X-KEY:METHOD=AES-128,URI=\"k14.key\"\n");
+            s.push_str("#EXT-X-PROGRAM-DATE-TIME:2026-11-22T10:00:00Z\n");
+        }
+        s.push_str(&format!("#EXTINF:2.000,\nseg{seq}.ts\n"));
+    }
+    if crlf { s.replace('\n', "\r\n") } else { s }
+}
+
+#[test]
+fn live_hold_back_withholds_the_newest_segments_and_their_tags() {
+    use crate::playlist::HoldBack;
+    let full = held_back(&live_body(6, false), 0, false);
+    assert_eq!(full.hold_back, HoldBack::Off);
+    let r = held_back(&live_body(6, false), 2, false);
+    assert_eq!(r.hold_back, HoldBack::Applied(2));
+    let out = text(&r);
+    // The kept part is byte-identical to the full rewrite, cut after the 4th segment's line.
+    assert_eq!(out, &text(&full)[..out.len()]);
+    assert!(out.ends_with("#EXTINF:2.000,\nseg13.ts\n"), "{out}");
+    for gone in [
+        "seg14.ts",
+        "seg15.ts",
+        "DISCONTINUITY",
+        "k14.key",
+        "PROGRAM-DATE-TIME",
+    ] {
+        assert!(!out.contains(gone), "{gone} in {out}");
+    }
+    assert!(out.contains("#EXT-X-MEDIA-SEQUENCE:10\n"));
+    // The agent still sees every segment.
+    assert_eq!(media(&r.info).segments.len(), 6);
+    // A player parsing the served playlist sees segments 10..=13.
+    let o = url(ORIGIN);
+    let seen = parse(
+        &r.body,
+        &local_for(&o),
+        &Variables::new(),
+        &Limits::default(),
+    )
+    .unwrap();
+    let seqs: Vec<u64> = media(&seen).segments.iter().map(|s| s.seq).collect();
+    assert_eq!(seqs, vec![10, 11, 12, 13]);
+}
+
+#[test]
+fn live_hold_back_keeps_line_terminators() {
+    use crate::playlist::HoldBack;
+    let r = held_back(&live_body(5, true), 1, false);
+    assert_eq!(r.hold_back, HoldBack::Applied(1));
+    assert!(text(&r).ends_with("seg13.ts\r\n"), "{}", text(&r));
+    // An unterminated last line goes with the withheld segment; the kept one keeps its LF.
+    let body = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\na.ts\n#EXTINF:2,\nb.ts\n\
+                #EXTINF:2,\nc.ts\n#EXTINF:2,\nd.ts";
+    let r = held_back(body, 1, false);
+    assert_eq!(r.hold_back, HoldBack::Applied(1));
+    assert!(text(&r).ends_with("c.ts\n"), "{}", text(&r));
+}
+
+#[test]
+fn live_hold_back_spares_vod_short_and_low_latency_playlists() {
+    use crate::playlist::{HoldBack, HoldBackSkip};
+    // Ended: untouched.
+    let ended = format!("{}#EXT-X-ENDLIST\n", live_body(6, false));
+    let r = held_back(&ended, 2, false);
+    assert_eq!(r.hold_back, HoldBack::Off);
+    assert_eq!(text(&r), text(&held_back(&ended, 0, false)));
+    // Short: at least three segments stay.
+    let r = held_back(&live_body(4, false), 3, false);
+    assert_eq!(r.hold_back, HoldBack::Applied(1));
+    assert!(text(&r).ends_with("seg12.ts\n"));
+    let r = held_back(&live_body(3, false), 1, false);
+    assert_eq!(r.hold_back, HoldBack::Skipped(HoldBackSkip::ShortWindow));
+    assert_eq!(text(&r), text(&held_back(&live_body(3, false), 0, false)));
+    // LL-HLS passed through: parts cannot lose their segments' tail, so nothing is withheld;
+    // degraded to plain HLS, the hold-back applies.
+    let ll = format!(
+        "{}#EXT-X-PART:DURATION=1.0,URI=\"seg16.0.ts\"\n",
+        live_body(6, false).replace(
+            "#EXT-X-TARGETDURATION:2\n",
+            "#EXT-X-TARGETDURATION:2\n#EXT-X-PART-INF:PART-TARGET=1.0\n"
+        )
+    );
+    let r = held_back(&ll, 1, false);
+    assert_eq!(r.hold_back, HoldBack::Skipped(HoldBackSkip::LowLatency));
+    assert!(text(&r).contains("seg16.0.ts"));
+    let r = held_back(&ll, 1, true);
+    assert_eq!(r.hold_back, HoldBack::Applied(1));
+    assert!(text(&r).ends_with("seg14.ts\n"), "{}", text(&r));
+}
