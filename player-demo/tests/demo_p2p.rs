@@ -149,9 +149,9 @@ struct Demo {
 }
 
 impl Demo {
-    /// Starts the demo in p2p mode with `agents` agents on free ports; ready when it prints
-    /// its readiness line.
-    async fn start(agents: usize, bin_dir: &Path, tag: &str) -> Demo {
+    /// Starts the demo in p2p mode with `agents` agents on free ports, with `env` added to
+    /// the demo's environment (its agents inherit it); ready when it prints its readiness line.
+    async fn start(agents: usize, bin_dir: &Path, tag: &str, env: &[(&str, &str)]) -> Demo {
         let work = TempDir::new(tag);
         let log = std::fs::File::create(work.path().join("demo.log")).expect("demo log");
         let mut child = Command::new(DEMO)
@@ -169,6 +169,7 @@ impl Demo {
             .arg(bin_dir)
             .arg("--work-dir")
             .arg(work.path().join("run"))
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
@@ -295,7 +296,7 @@ async fn browser_players_advance_and_agents_share() {
     let chromium = require_browser_tooling().await;
     let bins = p2p_bin_dir().await;
     within(180, async {
-        let demo = Demo::start(4, &bins, "browser").await;
+        let demo = Demo::start(4, &bins, "browser", &[]).await;
         let artifacts = profile_dir()
             .parent()
             .expect("target dir")
@@ -424,7 +425,7 @@ async fn ffmpeg_reads_ten_seconds_through_an_agent() {
     .await;
     let bins = p2p_bin_dir().await;
     within(180, async {
-        let demo = Demo::start(2, &bins, "ffmpeg").await;
+        let demo = Demo::start(2, &bins, "ffmpeg", &[]).await;
         let agent = &demo.layout.agents[0];
         let out = ffmpeg_read(&agent.player_url, 11).await;
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -474,6 +475,86 @@ async fn ffmpeg_reads_ten_seconds_through_an_agent() {
         let (time, _) = progress(&stdout);
         assert!(time.unwrap_or(0) >= 1_500_000, "{stdout}");
         demo.stop(Signal::SIGINT, "Ctrl-C").await;
+    })
+    .await;
+}
+
+/// (media sequence of the newest segment, segments listed) of a media playlist.
+fn live_edge(playlist: &str) -> (u64, u64) {
+    let first: u64 = playlist
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    let n = playlist
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .count() as u64;
+    (first + n.saturating_sub(1), n)
+}
+
+async fn fetch_text(url: &str) -> String {
+    let r = HttpClient::default().get(url, &[]).await.expect(url);
+    String::from_utf8_lossy(&r.body).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ffmpeg_plays_a_live_stream_held_back_one_segment() {
+    let _heavy = HEAVY.lock().await;
+    require_program(
+        "ffmpeg",
+        "-version",
+        "apt-get install -y --no-install-recommends ffmpeg",
+    )
+    .await;
+    let bins = p2p_bin_dir().await;
+    within(180, async {
+        let env = [("HIVECAST_AGENT__PLAYLIST__LIVE_HOLD_BACK", "1")];
+        let demo = Demo::start(1, &bins, "holdback", &env).await;
+        let agent = &demo.layout.agents[0];
+        // Wait for a window long enough to hold a segment back (4 segments: 3 stay).
+        let mut origin_n = 0;
+        for _ in 0..60 {
+            origin_n = live_edge(&fetch_text(&demo.layout.stream_url).await).1;
+            if origin_n >= 4 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        assert!(
+            origin_n >= 4,
+            "the demo's live window never reached 4 segments"
+        );
+        // The agent's playlist ends one segment before the origin's (fetched just after it,
+        // so the origin may have moved one further).
+        let (agent_last, _) = live_edge(&fetch_text(&agent.player_url).await);
+        let (origin_last, _) = live_edge(&fetch_text(&demo.layout.stream_url).await);
+        assert!(
+            origin_last == agent_last + 1 || origin_last == agent_last + 2,
+            "agent edge {agent_last}, origin edge {origin_last}"
+        );
+        let out = ffmpeg_read(&agent.player_url, 6).await;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "ffmpeg failed ({}) on {}:\n{}\n{}",
+            out.status,
+            agent.player_url,
+            String::from_utf8_lossy(&out.stderr),
+            logs(demo.work.path())
+        );
+        let (time, ended) = progress(&stdout);
+        assert!(ended && time.unwrap_or(0) >= 5_000_000, "{stdout}");
+        let metrics = fetch_text(agent.metrics_url.as_deref().expect("metrics url")).await;
+        let applied = metrics
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("hivecast_agent_playlist_hold_back_total{outcome=\"applied\"} ")
+            })
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0);
+        assert!(applied >= 1.0, "no held-back playlist counted:\n{metrics}");
+        demo.stop(Signal::SIGTERM, "SIGTERM").await;
     })
     .await;
 }
