@@ -22,9 +22,7 @@ use crate::config::{AgentConfig, IntegrityMode, LowLatencyMode};
 use crate::metrics::{Metrics, RequestKind, Source};
 use crate::mirror;
 use crate::origin::{ByteRange, FetchRequest, Fetched, OriginClient, OriginError, redact};
-use crate::playlist::{
-    self, HoldBack, PlaylistInfo, RewriteOptions, UriKind, UriMapper, Variables,
-};
+use crate::playlist::{self, PlaylistInfo, RewriteOptions, UriKind, UriMapper, Variables};
 use crate::server::mime::content_type_for_path;
 use crate::server::{self, Backend, CachePolicy, LocalRequest, Refusal, Reply};
 use crate::task::Supervisor;
@@ -403,12 +401,7 @@ impl Proxy {
         self.metrics
             .rewrite_seconds
             .observe(t0.elapsed().as_secs_f64());
-        let hold_back = match rewritten.hold_back {
-            HoldBack::Off => None,
-            HoldBack::Applied(_) => Some("applied"),
-            HoldBack::Skipped(why) => Some(why.as_label()),
-        };
-        if let Some(outcome) = hold_back {
+        if let Some(outcome) = rewritten.hold_back.outcome_label() {
             self.metrics
                 .playlist_hold_back
                 .with_label_values(&[outcome])

@@ -300,7 +300,14 @@ impl Metrics {
         for outcome in ["joined", "failed"] {
             m.p2p_origin_tails.with_label_values(&[outcome]);
         }
-        for outcome in ["applied", "low_latency", "short_window"] {
+        for outcome in [
+            crate::playlist::HoldBack::Applied(1),
+            crate::playlist::HoldBack::Skipped(crate::playlist::HoldBackSkip::LowLatency),
+            crate::playlist::HoldBack::Skipped(crate::playlist::HoldBackSkip::ShortWindow),
+        ]
+        .into_iter()
+        .filter_map(crate::playlist::HoldBack::outcome_label)
+        {
             m.playlist_hold_back.with_label_values(&[outcome]);
         }
         for c in [

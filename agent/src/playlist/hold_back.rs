@@ -32,6 +32,18 @@ pub enum HoldBack {
     Skipped(HoldBackSkip),
 }
 
+impl HoldBack {
+    /// The `outcome` label of `hivecast_agent_playlist_hold_back_total`, or `None` when there
+    /// was nothing to hold back from (not asked for, or not live).
+    pub fn outcome_label(self) -> Option<&'static str> {
+        match self {
+            HoldBack::Off => None,
+            HoldBack::Applied(_) => Some("applied"),
+            HoldBack::Skipped(why) => Some(why.as_label()),
+        }
+    }
+}
+
 /// Why a live playlist was served whole although a hold-back is configured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HoldBackSkip {
