@@ -165,6 +165,16 @@ pub fn choose_peer(
     best.map(|(i, _)| i)
 }
 
+/// When to reload a live media playlist (RFC 8216 §6.3.4, the rule hls.js follows too): one
+/// target duration after starting a load that found the playlist changed (or loaded it for the
+/// first time), half a target duration after one that found it unchanged. A reload every half
+/// target duration regardless would double the origin's playlist load and find new segments
+/// no sooner on average: after a changed reload the next segment is about one target duration
+/// away.
+pub fn next_reload(load_started: Instant, changed: bool, target: Duration) -> Instant {
+    load_started + if changed { target } else { target / 2 }
+}
+
 /// Exponentially weighted moving average.
 pub fn ewma(prev: Option<f64>, sample: f64, alpha: f64) -> f64 {
     match prev {
@@ -445,5 +455,13 @@ mod tests {
         assert!(b.try_take(t0 + Duration::from_millis(1600), 1));
         let mut b = TokenBucket::new(t0, 1000, 500);
         assert_eq!(b.balance(t0 + Duration::from_secs(10)), 500.0); // capped at burst
+    }
+
+    #[test]
+    fn reload_waits_a_target_duration_after_a_change_and_half_after_none() {
+        let t = Instant::now();
+        let td = Duration::from_secs(4);
+        assert_eq!(next_reload(t, true, td), t + td);
+        assert_eq!(next_reload(t, false, td), t + Duration::from_secs(2));
     }
 }

@@ -20,6 +20,7 @@ use crate::core::ids::{Digest, PeerId};
 use crate::core::peer_proto::{
     Capabilities, DATA_HEADER_LEN, Message, PeerSession, SessionConfig, SessionEvent, encode,
 };
+use crate::core::policy::next_reload;
 use crate::core::scheduler::{
     Action, OriginFailure, PlayerOutcome, PlaylistUpdate, RefuseReason, Scheduler, SchedulerConfig,
     SegmentInfo, SegmentStatus,
@@ -470,11 +471,9 @@ impl SwarmTask {
         if info.endlist {
             self.next_poll = None;
         } else {
-            // Reload every half target duration (RFC 8216 §6.3.4 allows it after an unchanged
-            // reload): an elected fetcher that learns of a segment late eats into everyone
-            // else's peer-wait budget.
-            let _ = first;
-            self.next_poll = Some(now + target / 2);
+            // RFC 8216 §6.3.4: a target duration after a changed (or first) load, half of one
+            // after an unchanged load.
+            self.next_poll = Some(next_reload(now, changed || first, target));
         }
         // New segments without digests: get the sidecar first, then feed the scheduler, so
         // the scheduler does not treat them as origin-only.

@@ -8,6 +8,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::core::ids::{Digest, PeerId};
 use crate::core::peer_proto::{DATA_HEADER_LEN, MAX_FRAME_LEN, Message};
+use crate::core::policy::next_reload;
 use crate::core::scheduler::{
     Action, PlayerOutcome, PlaylistUpdate, RefuseReason, Scheduler, SchedulerConfig, SegmentInfo,
     SegmentStatus,
@@ -504,8 +505,8 @@ impl<'c> World<'c> {
             Ev::FailUploader => self.fail_busiest_uploader(),
             Ev::Poll(a) => {
                 if self.agents[a as usize].alive {
-                    self.poll(a);
-                    let t = self.now + us(self.cfg.poll_interval_ms / 1000.0).max(1);
+                    let changed = self.poll(a);
+                    let t = self.next_poll_at(changed);
                     self.push(t, Ev::Poll(a));
                 }
             }
@@ -634,10 +635,10 @@ impl<'c> World<'c> {
             Scheduler::new(now, self.agents[a as usize].id, self.sched_cfg.clone())
                 .unwrap_or_else(|e| panic!("simulation scheduler config invalid: {e}"));
         self.announce(a);
-        self.poll(a);
-        // Poll phase is random: the next poll after a random fraction of the interval.
-        let first = us(self.rng.random_range(0.0..1.0) * self.cfg.poll_interval_ms / 1000.0);
-        self.push(self.now + first.max(1), Ev::Poll(a));
+        // The poll phase follows from the join time (joins are spread in time).
+        let changed = self.poll(a);
+        let t = self.next_poll_at(changed);
+        self.push(t, Ev::Poll(a));
         let t = self.now + us(self.cfg.tracker_interval_s);
         self.push(t, Ev::Tracker(a));
         // First player request happens on the first playlist (inside `poll`).
@@ -774,10 +775,26 @@ impl<'c> World<'c> {
 
     // ----- playlist and player ------------------------------------------------------------------
 
-    fn poll(&mut self, a: u32) {
-        if !self.agents[a as usize].alive {
-            return;
+    /// When the agent reloads the playlist next, after a reload (now) that found it changed
+    /// or not: the agent's rule, or the configured fixed interval.
+    fn next_poll_at(&self, changed: bool) -> Us {
+        match self.cfg.poll_interval_ms {
+            Some(ms) => self.now + us(ms / 1000.0).max(1),
+            None => {
+                let td = Duration::from_secs_f64(self.cfg.segment_duration_s);
+                self.to_us(next_reload(self.at(self.now), changed, td))
+                    .max(self.now + 1)
+            }
         }
+    }
+
+    /// `a` reloads the playlist; true if it lists a newer segment than `a` knew (or is the
+    /// first).
+    fn poll(&mut self, a: u32) -> bool {
+        if !self.agents[a as usize].alive {
+            return false;
+        }
+        let known = self.agents[a as usize].sched.newest();
         let visible = self
             .now
             .saturating_sub(us(self.cfg.origin_latency_ms / 1000.0));
@@ -805,6 +822,7 @@ impl<'c> World<'c> {
         if p.waiting.is_none() {
             self.player_request(a);
         }
+        self.agents[a as usize].sched.newest() > known
     }
 
     fn player_request(&mut self, a: u32) {

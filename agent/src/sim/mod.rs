@@ -8,7 +8,9 @@
 //! * **Stream.** Live, one rendition: a segment of `segment_duration_s` is published every
 //!   segment duration, size = bitrate × duration × (1 ± `size_variation`). The playlist window
 //!   holds `window_segments`. Every segment has a digest (integrity on).
-//! * **Agents.** Each polls the playlist every `poll_interval_ms` (random phase) and feeds it to
+//! * **Agents.** Each reloads the playlist by the agent's rule (a target duration after a reload
+//!   that found a new segment, half of one after one that did not; phase from the join time),
+//!   or every `poll_interval_ms` if set, and feeds it to
 //!   its scheduler; executes the scheduler's actions; carries one player.
 //! * **Player** (hls.js-like): on joining it loads the playlist and starts `player_latency_segments`
 //!   target durations behind the live edge, loads one fragment at a time in order, plays in real
@@ -87,7 +89,9 @@ pub fn validate(cfg: &SimConfig) -> Result<(), String> {
     positive("bitrate_bps", cfg.bitrate_bps);
     positive("upload_mean_x", cfg.upload_mean_x);
     positive("download_mean_x", cfg.download_mean_x);
-    positive("poll_interval_ms", cfg.poll_interval_ms);
+    if let Some(ms) = cfg.poll_interval_ms {
+        positive("poll_interval_ms", ms);
+    }
     if cfg.agents == 0 {
         errs.push("agents must be at least 1".into());
     }
@@ -171,8 +175,10 @@ pub struct SimConfig {
     pub size_variation: f64,
     /// Segments in the live playlist.
     pub window_segments: usize,
-    /// Agent playlist poll interval, ms.
-    pub poll_interval_ms: f64,
+    /// A fixed playlist reload interval, ms, instead of the agent's rule (default: the rule, RFC
+    /// 8216 §6.3.4: a target duration after a reload that found the playlist changed, half of
+    /// one after an unchanged reload).
+    pub poll_interval_ms: Option<f64>,
     /// Player start distance from the live edge, in segments (hls.js `liveSyncDurationCount`).
     pub player_latency_segments: usize,
     /// The agent's `playlist.live_hold_back`: players see the playlist without its newest this
@@ -233,7 +239,7 @@ impl Default for SimConfig {
             bitrate_bps: 2_000_000.0,
             size_variation: 0.2,
             window_segments: 6,
-            poll_interval_ms: 1000.0,
+            poll_interval_ms: None,
             player_latency_segments: 3,
             live_hold_back: 0,
             degree: 20,
