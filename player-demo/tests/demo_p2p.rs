@@ -414,16 +414,21 @@ fn ffmpeg_progress_is_parsed() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ffmpeg_reads_ten_seconds_through_an_agent() {
-    let _heavy = HEAVY.lock().await;
+/// Takes the heavy-test lock, checks that ffmpeg is installed and finds the agent binaries.
+async fn ffmpeg_test_setup() -> (tokio::sync::MutexGuard<'static, ()>, PathBuf) {
+    let heavy = HEAVY.lock().await;
     require_program(
         "ffmpeg",
         "-version",
         "apt-get install -y --no-install-recommends ffmpeg",
     )
     .await;
-    let bins = p2p_bin_dir().await;
+    (heavy, p2p_bin_dir().await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ffmpeg_reads_ten_seconds_through_an_agent() {
+    let (_heavy, bins) = ffmpeg_test_setup().await;
     within(180, async {
         let demo = Demo::start(2, &bins, "ffmpeg", &[]).await;
         let agent = &demo.layout.agents[0];
@@ -500,14 +505,7 @@ async fn fetch_text(url: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ffmpeg_plays_a_live_stream_held_back_one_segment() {
-    let _heavy = HEAVY.lock().await;
-    require_program(
-        "ffmpeg",
-        "-version",
-        "apt-get install -y --no-install-recommends ffmpeg",
-    )
-    .await;
-    let bins = p2p_bin_dir().await;
+    let (_heavy, bins) = ffmpeg_test_setup().await;
     within(180, async {
         let env = [("HIVECAST_AGENT__PLAYLIST__LIVE_HOLD_BACK", "1")];
         let demo = Demo::start(1, &bins, "holdback", &env).await;

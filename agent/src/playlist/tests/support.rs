@@ -46,13 +46,22 @@ pub fn proxy_all() -> impl UriMapper {
 
 /// Rewrites with `local` = the mirror of `origin`, default options, no imports.
 pub fn rw(body: &str, origin: &str, mapper: &dyn UriMapper) -> Result<Rewritten, PlaylistError> {
-    let o = url(origin);
+    rw_opts(body, &url(origin), &RewriteOptions::default(), mapper)
+}
+
+/// Rewrites with `local` = the mirror of `origin`, the given options, no imports.
+pub fn rw_opts(
+    body: &str,
+    origin: &Url,
+    opts: &RewriteOptions,
+    mapper: &dyn UriMapper,
+) -> Result<Rewritten, PlaylistError> {
     rewrite(
         body.as_bytes(),
-        &o,
-        &local_for(&o),
+        origin,
+        &local_for(origin),
         &Variables::new(),
-        &RewriteOptions::default(),
+        opts,
         mapper,
     )
 }

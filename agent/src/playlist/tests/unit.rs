@@ -6,7 +6,7 @@ use std::sync::Arc;
 use url::Url;
 
 use super::support::{
-    AGENT, local_for, media, player_reaches, proxy_all, rw, same_outside_uris, text, url,
+    AGENT, local_for, media, player_reaches, proxy_all, rw, rw_opts, same_outside_uris, text, url,
 };
 use crate::mirror::from_mirror_path;
 use crate::playlist::{
@@ -294,15 +294,7 @@ fn content_steering_kept_on_request() {
         strip_content_steering: false,
         ..RewriteOptions::default()
     };
-    let r = rewrite(
-        body.as_bytes(),
-        &o,
-        &local_for(&o),
-        &Variables::new(),
-        &opts,
-        &proxy_all(),
-    )
-    .unwrap();
+    let r = rw_opts(body, &o, &opts, &proxy_all()).unwrap();
     assert_eq!(
         text(&r),
         "#EXTM3U\n#EXT-X-CONTENT-STEERING:SERVER-URI=\"https://cdn.example.com/steer?x=1\"\n#EXT-X-STREAM-INF:BANDWIDTH=1\na.m3u8\n"
@@ -310,15 +302,7 @@ fn content_steering_kept_on_request() {
     // A mapper that proxies steering gets the Steering kind.
     let steer =
         |u: &Url, k: UriKind| (k == UriKind::Steering).then(|| format!("/steer{}", u.path()));
-    let r = rewrite(
-        body.as_bytes(),
-        &o,
-        &local_for(&o),
-        &Variables::new(),
-        &opts,
-        &steer,
-    )
-    .unwrap();
+    let r = rw_opts(body, &o, &opts, &steer).unwrap();
     assert!(text(&r).contains("SERVER-URI=\"/steer/steer\""));
 }
 
@@ -855,15 +839,7 @@ fn low_latency_degrade_mode() {
         degrade_low_latency: true,
         ..RewriteOptions::default()
     };
-    let r = rewrite(
-        LL.as_bytes(),
-        &o,
-        &local_for(&o),
-        &Variables::new(),
-        &opts,
-        &proxy_all(),
-    )
-    .unwrap();
+    let r = rw_opts(LL, &o, &opts, &proxy_all()).unwrap();
     let expected = "\
 #EXTM3U
 #EXT-X-TARGETDURATION:4
@@ -885,30 +861,14 @@ fileSequence267.mp4
 
     // A SERVER-CONTROL with only low-latency attributes goes entirely.
     let body = "#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=1\n#EXTINF:4,\na.ts\n";
-    let r = rewrite(
-        body.as_bytes(),
-        &o,
-        &local_for(&o),
-        &Variables::new(),
-        &opts,
-        &proxy_all(),
-    )
-    .unwrap();
+    let r = rw_opts(body, &o, &opts, &proxy_all()).unwrap();
     assert_eq!(
         text(&r),
         "#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4,\na.ts\n"
     );
     // One without low-latency attributes stays as it is.
     let body = "#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXT-X-SERVER-CONTROL:HOLD-BACK=12 , X-FOO=1\n";
-    let r = rewrite(
-        body.as_bytes(),
-        &o,
-        &local_for(&o),
-        &Variables::new(),
-        &opts,
-        &proxy_all(),
-    )
-    .unwrap();
+    let r = rw_opts(body, &o, &opts, &proxy_all()).unwrap();
     assert_eq!(r.body, body.as_bytes());
 }
 
@@ -1580,15 +1540,7 @@ fn held_back(body: &str, segments: usize, degrade: bool) -> crate::playlist::Rew
         degrade_low_latency: degrade,
         ..RewriteOptions::default()
     };
-    rewrite(
-        body.as_bytes(),
-        &o,
-        &local_for(&o),
-        &Variables::new(),
-        &opts,
-        &proxy_all(),
-    )
-    .unwrap()
+    rw_opts(body, &o, &opts, &proxy_all()).unwrap()
 }
 
 /// A live playlist of `n` segments (from sequence 10); segment 14 starts a discontinuity with
