@@ -300,14 +300,7 @@ impl Metrics {
         for outcome in ["joined", "failed"] {
             m.p2p_origin_tails.with_label_values(&[outcome]);
         }
-        for outcome in [
-            crate::playlist::HoldBack::Applied(1),
-            crate::playlist::HoldBack::Skipped(crate::playlist::HoldBackSkip::LowLatency),
-            crate::playlist::HoldBack::Skipped(crate::playlist::HoldBackSkip::ShortWindow),
-        ]
-        .into_iter()
-        .filter_map(crate::playlist::HoldBack::outcome_label)
-        {
+        for outcome in ["applied", "low_latency", "short_window"] {
             m.playlist_hold_back.with_label_values(&[outcome]);
         }
         for c in [
@@ -409,6 +402,7 @@ mod tests {
             "hivecast_agent_p2p_origin_tails_total{outcome=\"joined\"} 0",
             "hivecast_agent_p2p_origin_tails_total{outcome=\"failed\"} 0",
             "hivecast_agent_playlist_hold_back_total{outcome=\"applied\"} 0",
+            "hivecast_agent_playlist_hold_back_total{outcome=\"low_latency\"} 0",
             "hivecast_agent_playlist_hold_back_total{outcome=\"short_window\"} 0",
         ] {
             assert!(text.contains(name), "missing {name}");
