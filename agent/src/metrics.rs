@@ -137,6 +137,8 @@ pub struct Metrics {
     pub p2p_origin_fetches: IntCounterVec,
     /// `hivecast_agent_p2p_cut_through_uploads_total`
     pub p2p_cut_through_uploads: IntCounter,
+    /// `hivecast_agent_p2p_striped_segments_total`
+    pub p2p_striped_segments: IntCounter,
     /// `hivecast_agent_p2p_origin_tails_total{outcome}`
     pub p2p_origin_tails: IntCounterVec,
     /// `hivecast_agent_playlist_hold_back_total{outcome}`
@@ -269,6 +271,11 @@ impl Metrics {
                 "Uploads to peers of a segment this agent was still receiving (served chunk by verified chunk).",
             )
             .expect("valid metric"),
+            p2p_striped_segments: IntCounter::new(
+                "hivecast_agent_p2p_striped_segments_total",
+                "Segments assembled from units (p2p.stripes) fetched from several sources at once, each verified by its chunk digests.",
+            )
+            .expect("valid metric"),
             p2p_origin_tails: IntCounterVec::new(
                 Opts::new(
                     "hivecast_agent_p2p_origin_tails_total",
@@ -323,6 +330,7 @@ impl Metrics {
             Box::new(m.streams.clone()),
             Box::new(m.p2p_origin_fetches.clone()),
             Box::new(m.p2p_cut_through_uploads.clone()),
+            Box::new(m.p2p_striped_segments.clone()),
             Box::new(m.p2p_origin_tails.clone()),
             Box::new(m.playlist_hold_back.clone()),
             Box::new(build_info),

@@ -7,6 +7,7 @@ mod support;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use hivecast_agent::core::stripes::Stripes;
 use hivecast_demo::fixtures::{self, Fixtures};
 use hivecast_demo::live::{DigestTable, LiveConfig, LivePackager};
 use hivecast_demo::origin::Origin;
@@ -104,30 +105,39 @@ fn assert_identical(r: &PlayerReport, digests: &DigestTable) {
     }
 }
 
-/// (origin segment bytes, bytes of distinct segments) from the origin's per-path counters.
-fn origin_segment_bytes(origin: &Origin) -> (u64, u64) {
+/// Segment sizes by file name, from what the players received. Origin requests are not a
+/// measure of them: striped agents fetch units of a segment as byte ranges.
+fn segment_sizes(reports: &[PlayerReport]) -> std::collections::HashMap<String, u64> {
+    reports
+        .iter()
+        .flat_map(|r| &r.segments)
+        .map(|s| (file_name(&s.uri).to_string(), s.bytes))
+        .collect()
+}
+
+fn file_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+/// (origin segment bytes, bytes of distinct segments) for the segments the players got, from
+/// the origin's per-path counters.
+fn origin_segment_bytes(
+    origin: &Origin,
+    sizes: &std::collections::HashMap<String, u64>,
+) -> (u64, u64) {
     let stats = origin.stats();
     let mut total = 0;
     let mut unique = 0;
     for (path, c) in &stats.by_path {
-        if path.ends_with(".ts") && c.requests > 0 {
+        if let Some(size) = sizes.get(file_name(path))
+            && path.ends_with(".ts")
+            && c.requests > 0
+        {
             total += c.bytes;
-            unique += c.bytes / c.requests;
+            unique += size;
         }
     }
     (total, unique)
-}
-
-/// The largest segment body the origin served.
-fn largest_segment(origin: &Origin) -> u64 {
-    origin
-        .stats()
-        .by_path
-        .iter()
-        .filter(|(path, c)| path.ends_with(".ts") && c.requests > 0)
-        .map(|(_, c)| c.bytes / c.requests)
-        .max()
-        .unwrap_or(0)
 }
 
 /// These tests run real-time players; running two at once on a 2-core machine would measure
@@ -141,7 +151,9 @@ async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
 /// One 60 s run of 4 agents and 4 paced players; asserts byte identity, no stalls and peer
 /// traffic, and returns the origin copies per segment.
 async fn four_agent_run() -> f64 {
-    let live = live_origin("baseline", true).await;
+    // 16 KiB chunk digests: the test stream's ~130 kB segments have about 8 chunks, so the
+    // agents share each as 4 units (the default `p2p.stripes`) of 2 chunks.
+    let live = live_origin_with("baseline", true, &["--chunk-size", "16384"]).await;
     let tracker = spawn_tracker(0);
     let agents: Vec<AgentProc> = (0..4)
         .map(|_| spawn_agent(&live.origin.base_url(), Some(&tracker.url()), &[]))
@@ -155,6 +167,7 @@ async fn four_agent_run() -> f64 {
         reports.push(t.await.expect("player task"));
     }
     let mut peer_bytes = 0.0;
+    let mut striped = 0.0;
     let mut failures = 0.0;
     let mut cache_max: f64 = 0.0;
     for (a, r) in agents.iter().zip(&reports) {
@@ -183,21 +196,27 @@ async fn four_agent_run() -> f64 {
             "source=\"peer\"",
         );
         failures += metric(&m, "hivecast_agent_integrity_failures_total", "");
+        striped += metric(&m, "hivecast_agent_p2p_striped_segments_total", "");
         cache_max = cache_max.max(metric(&m, "hivecast_agent_cache_bytes", ""));
     }
     // Live segments 8 behind the window are freed: the cache holds about one window (6) + 8,
     // not the whole run (31 segments in 62 s).
-    let largest = largest_segment(&live.origin);
+    let sizes = segment_sizes(&reports);
+    let largest = sizes.values().copied().max().unwrap_or(0);
     assert!(
         cache_max <= 16.0 * largest as f64,
         "an agent caches {cache_max} bytes; largest segment {largest}"
     );
-    let (origin_bytes, unique) = origin_segment_bytes(&live.origin);
+    let (origin_bytes, unique) = origin_segment_bytes(&live.origin, &sizes);
     let ratio = origin_bytes as f64 / unique as f64;
     eprintln!(
         "origin segment bytes {origin_bytes}, distinct {unique}, copies per segment {ratio:.2}, peer bytes {peer_bytes}, largest agent cache {cache_max} bytes (largest segment {largest})"
     );
     assert!(peer_bytes > 0.0, "agents shared nothing");
+    assert!(
+        striped > 0.0,
+        "no segment was assembled from units (striping did not happen)"
+    );
     assert_eq!(failures, 0.0);
     ratio
 }
@@ -228,15 +247,46 @@ fn digest_lookup(t: &DigestTable) -> impl Fn(u64) -> Option<String> + Send + Syn
 }
 
 async fn hostile_case(mode: hostile::Mode) {
-    // The test stream's segments are about 130 kB: 16 KiB chunks let a late transfer be split
-    // at a fine grain (the default 64 KiB gives two chunks per segment).
-    let publish_args: &[&str] = match mode {
-        hostile::Mode::Slow => &["--chunk-size", "16384"],
-        _ => &[],
+    hostile_case_with(mode, false).await
+}
+
+/// A hostile case; `striped` publishes 16 KiB chunk digests, so the test stream's segments
+/// (about 8 chunks) are shared as 4 units and the hostile peer answers unit requests.
+async fn hostile_case_with(mode: hostile::Mode, striped: bool) {
+    // The test stream's segments are about 130 kB: with the default 64 KiB chunk digests they
+    // are shared whole (too few chunks to stripe). Origin tails complete late transfers of whole
+    // segments: the slow case runs unstriped, with 16 KiB chunks so a late transfer can be
+    // split at a fine grain.
+    let (publish_args, split, agent_env): (&[&str], hostile::Split, &[(&str, &str)]) = match mode {
+        hostile::Mode::Slow => (
+            &["--chunk-size", "16384"],
+            hostile::Split {
+                stripes: Stripes::WHOLE,
+                chunk: 16384,
+            },
+            &[("HIVECAST_AGENT__P2P__STRIPES", "1")],
+        ),
+        _ if striped => (
+            &["--chunk-size", "16384"],
+            hostile::Split {
+                stripes: Stripes::new(4).expect("valid"),
+                chunk: 16384,
+            },
+            &[],
+        ),
+        _ => (
+            &[],
+            hostile::Split {
+                stripes: Stripes::new(4).expect("valid"),
+                chunk: hivecast_agent::integrity::DEFAULT_CHUNK_SIZE,
+            },
+            &[],
+        ),
     };
     let live = live_origin_with(
         match mode {
             hostile::Mode::Corrupt => "corrupt",
+            hostile::Mode::CorruptChunk if striped => "corrupt-unit",
             hostile::Mode::CorruptChunk => "corrupt-chunk",
             hostile::Mode::DropMidTransfer => "drop",
             hostile::Mode::Slow => "slow",
@@ -246,11 +296,12 @@ async fn hostile_case(mode: hostile::Mode) {
     )
     .await;
     let tracker = spawn_tracker(0);
-    let agent = spawn_agent(&live.origin.base_url(), Some(&tracker.url()), &[]);
+    let agent = spawn_agent(&live.origin.base_url(), Some(&tracker.url()), agent_env);
     let bad = hostile::start(
         &tracker.url(),
         &live.origin.url("/live/index.m3u8"),
         mode,
+        split,
         digest_lookup(&live.digests),
     );
     let r = play(live_url(&agent, &live.origin), 36).await;
@@ -275,6 +326,12 @@ async fn hostile_case(mode: hostile::Mode) {
         requests >= 1,
         "the agent never asked the hostile peer (test did not exercise the path)"
     );
+    if striped {
+        assert!(
+            metric(&m, "hivecast_agent_p2p_striped_segments_total", "") >= 1.0,
+            "no segment was assembled from units"
+        );
+    }
     match mode {
         hostile::Mode::Corrupt | hostile::Mode::CorruptChunk => {
             let failures = metric(&m, "hivecast_agent_integrity_failures_total", "");
@@ -353,6 +410,20 @@ async fn corrupt_chunk_is_caught_mid_transfer_and_the_peer_banned() {
     tokio::time::timeout(
         Duration::from_secs(120),
         hostile_case(hostile::Mode::CorruptChunk),
+    )
+    .await
+    .expect("test timed out");
+}
+
+/// The same with striped segments: the hostile peer answers a request for one unit with a
+/// corrupt chunk of it; the unit's chunk digests catch it, only that sender is banned, and the
+/// segment is completed from elsewhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_chunk_of_a_unit_is_caught_and_the_peer_banned() {
+    let _serial = serial().await;
+    tokio::time::timeout(
+        Duration::from_secs(120),
+        hostile_case_with(hostile::Mode::CorruptChunk, true),
     )
     .await
     .expect("test timed out");

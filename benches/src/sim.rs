@@ -36,6 +36,10 @@ pub struct Args {
     /// that many segments further behind the live edge.
     #[arg(long, default_value_t = 0)]
     live_hold_back: usize,
+    /// Units each segment is shared as (`p2p.stripes`; default: the simulator config's, 4, the
+    /// agent's default; 1 = whole segments).
+    #[arg(long)]
+    stripes: Option<u8>,
     /// RNG seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -66,6 +70,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     cfg.live_hold_back = a.live_hold_back;
     if let Some(c) = a.chunk_size {
         cfg.chunk_size = c;
+    }
+    if let Some(s) = a.stripes {
+        cfg.stripes = s;
     }
     sim::validate(&cfg).map_err(|e| anyhow::anyhow!("invalid simulation config:\n{e}"))?;
     let t0 = Instant::now();

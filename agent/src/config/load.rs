@@ -346,6 +346,10 @@ const DOCS: &[(&str, &str)] = &[
         "p2p.swarm_idle_timeout",
         "A swarm nobody played from for this long is left.",
     ),
+    (
+        "p2p.stripes",
+        "Units each segment with chunk digests is shared as, each from its own peers at once (1 to 8; 1 = whole segments). Every agent of a swarm needs the same value: peers with another one are not connected.",
+    ),
     ("p2p.webrtc", "WebRTC data-channel transport."),
     (
         "p2p.webrtc.ice_servers",

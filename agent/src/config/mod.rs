@@ -190,6 +190,9 @@ pub struct P2pConfig {
     /// A swarm nobody played from for this long is left.
     #[serde(with = "humantime_serde")]
     pub swarm_idle_timeout: Duration,
+    /// Units each segment with chunk digests is shared as (1 to 8; 1 = whole segments). Every
+    /// agent of a swarm must use the same value: peers with another one are not connected.
+    pub stripes: u8,
     /// WebRTC transport.
     pub webrtc: crate::transport::TransportConfig,
 }
@@ -209,6 +212,7 @@ impl Default for P2pConfig {
             stall_timeout: Duration::from_millis(500),
             startup_wait: Duration::from_secs(1),
             swarm_idle_timeout: Duration::from_secs(30),
+            stripes: 4,
             webrtc: crate::transport::TransportConfig::default(),
         }
     }
@@ -440,6 +444,13 @@ impl AgentConfig {
         }
         if self.p2p.fetchers == 0 {
             errs.push("p2p.fetchers must be at least 1".into());
+        }
+        if crate::core::stripes::Stripes::new(self.p2p.stripes).is_none() {
+            errs.push(format!(
+                "p2p.stripes must be between 1 and {} (got {})",
+                crate::core::stripes::MAX_STRIPES,
+                self.p2p.stripes
+            ));
         }
         if self.p2p.stall_timeout.is_zero() {
             errs.push("p2p.stall_timeout must be greater than zero".into());

@@ -13,9 +13,11 @@
 //! | [`swarm`] | connected peers, their availability windows and scores, bans |
 //! | [`scheduler`] | where each segment comes from, hedging, uploads |
 //! | [`policy`] | rendezvous hashing, peer scoring/choice, seed-fraction control, token bucket |
+//! | [`stripes`] | striped sharing: unit ids, how a segment splits into units |
 
 pub mod ids;
 pub mod peer_proto;
 pub mod policy;
 pub mod scheduler;
+pub mod stripes;
 pub mod swarm;

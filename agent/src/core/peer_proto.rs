@@ -36,6 +36,7 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::core::ids::{Digest, InfoHash, PeerId};
+use crate::core::stripes::Stripes;
 
 /// Version of this wire protocol, carried in the handshake.
 pub const PROTOCOL_VERSION: u16 = 1;
@@ -98,6 +99,25 @@ impl Capabilities {
     /// The peer understands partial `Have`s and serves segments it is still receiving, chunk
     /// by verified chunk (the stream publishes chunk digests).
     pub const CUT_THROUGH: Capabilities = Capabilities(1 << 2);
+
+    /// Bits 8–11: the sender's stripe count minus one (`p2p.stripes`; see
+    /// [`crate::core::stripes`]). Both ends of a session must use the same count, because
+    /// `Have`, `Bitfield` and `Request` carry unit ids; a session between different counts is
+    /// refused ([`SessionError::StripesMismatch`]). Zero (every older agent) means one stripe.
+    const STRIPES_SHIFT: u32 = 8;
+    const STRIPES_MASK: u32 = 0xf << Self::STRIPES_SHIFT;
+
+    /// These capabilities announcing `stripes`.
+    pub fn with_stripes(self, stripes: Stripes) -> Capabilities {
+        let bits = (u32::from(stripes.get()) - 1) << Self::STRIPES_SHIFT;
+        Capabilities((self.0 & !Self::STRIPES_MASK) | bits)
+    }
+
+    /// The stripe count announced (`None` for a count this agent does not support).
+    pub fn stripes(self) -> Option<Stripes> {
+        let n = (self.0 & Self::STRIPES_MASK) >> Self::STRIPES_SHIFT;
+        u8::try_from(n + 1).ok().and_then(Stripes::new)
+    }
 
     /// True if every bit of `other` is set.
     pub fn contains(self, other: Capabilities) -> bool {
@@ -969,6 +989,14 @@ pub enum SessionError {
     /// The remote handshake carries our own peer id.
     #[error("connected to ourselves")]
     SelfConnection,
+    /// The remote shares segments in another number of stripes (unit ids would not match).
+    #[error("peer uses {theirs} stripes per segment, we use {ours}")]
+    StripesMismatch {
+        /// Ours.
+        ours: u8,
+        /// Theirs (0: a count we do not support).
+        theirs: u8,
+    },
     /// The remote handshake names a peer other than the one the signalling layer announced.
     #[error("handshake peer id differs from the expected peer")]
     UnexpectedPeer,
@@ -1117,6 +1145,14 @@ impl PeerSession {
                 }
                 if self.expected_peer.is_some_and(|p| p != peer_id) {
                     return Err(SessionError::UnexpectedPeer);
+                }
+                let ours = self.capabilities.stripes();
+                let theirs = capabilities.stripes();
+                if ours != theirs {
+                    return Err(SessionError::StripesMismatch {
+                        ours: ours.map_or(0, Stripes::get),
+                        theirs: theirs.map_or(0, Stripes::get),
+                    });
                 }
                 let max_frame = (max_frame as usize).min(self.cfg.limits.max_frame);
                 self.state = SessionState::Established { peer_id, max_frame };
@@ -1688,6 +1724,58 @@ mod tests {
             a.handle_frame(t0, Bytes::from_static(&[0xee])),
             Err(SessionError::Proto(ProtoError::UnknownType(0xee)))
         ));
+    }
+
+    #[test]
+    fn sessions_need_the_same_stripe_count() {
+        let t0 = Instant::now();
+        let four = Stripes::new(4).unwrap();
+        let caps = |st: Stripes| Capabilities::UPLOAD.with_stripes(st);
+        assert_eq!(caps(four).stripes(), Some(four));
+        assert_eq!(Capabilities::UPLOAD.stripes(), Some(Stripes::WHOLE));
+        assert!(caps(four).contains(Capabilities::UPLOAD));
+        let new = |me: u8, st: Stripes| {
+            PeerSession::new(
+                t0,
+                InfoHash([1; 20]),
+                PeerId([me; 20]),
+                caps(st),
+                None,
+                SessionConfig::default(),
+            )
+        };
+        // Same count: established.
+        let mut a = new(1, four);
+        let b = new(2, four);
+        assert!(matches!(
+            a.handle_frame(t0, enc(&b.handshake())),
+            Ok(SessionEvent::Established { .. })
+        ));
+        // An unstriped (older) peer and a striped one refuse each other, both ways.
+        let mut a = new(1, four);
+        let old = new(3, Stripes::WHOLE);
+        assert_eq!(
+            a.handle_frame(t0, enc(&old.handshake())),
+            Err(SessionError::StripesMismatch { ours: 4, theirs: 1 })
+        );
+        let mut old = new(3, Stripes::WHOLE);
+        assert_eq!(
+            old.handle_frame(t0, enc(&new(1, four).handshake())),
+            Err(SessionError::StripesMismatch { ours: 1, theirs: 4 })
+        );
+        // A count beyond what we support (bits 8–11 = 15 → 16 stripes).
+        let mut a = new(1, four);
+        let hostile = Message::Handshake {
+            version: PROTOCOL_VERSION,
+            info_hash: InfoHash([1; 20]),
+            peer_id: PeerId([9; 20]),
+            capabilities: Capabilities(0xf00),
+            max_frame: MAX_FRAME_LEN as u32,
+        };
+        assert_eq!(
+            a.handle_frame(t0, enc(&hostile)),
+            Err(SessionError::StripesMismatch { ours: 4, theirs: 0 })
+        );
     }
 
     #[test]

@@ -25,6 +25,7 @@ use crate::core::scheduler::{
     Action, OriginFailure, PlayerOutcome, PlaylistUpdate, RefuseReason, Scheduler, SchedulerConfig,
     SegmentInfo, SegmentStatus,
 };
+use crate::core::stripes::{self, Stripes};
 use crate::integrity::{self, ChunkDigests, Digests};
 use crate::metrics::{Metrics, Source};
 use crate::origin::{ByteRange, OriginError, redact};
@@ -77,6 +78,13 @@ pub enum SwarmInput {
         /// Bytes or failure.
         result: Result<Entry, OriginError>,
     },
+    /// An origin fetch of one unit of a striped segment ended.
+    UnitOriginDone {
+        /// Unit id.
+        unit: u64,
+        /// Bytes or failure.
+        result: Result<Bytes, OriginError>,
+    },
     /// An origin tail fetch ended (bytes `from..` of segment `seq`).
     TailDone {
         /// Segment.
@@ -127,6 +135,10 @@ struct Seg {
     chunks: Option<ChunkDigests>,
     /// Origin bytes did not match the published digest: never offered to peers.
     unshareable: bool,
+    /// Units it is shared as (fixed when the scheduler first hears of it; 1 = whole).
+    units: u8,
+    /// The scheduler has been told about it.
+    fed: bool,
 }
 
 struct Conn {
@@ -159,8 +171,11 @@ pub struct SwarmTask {
     /// Origin tails that arrived before their head was verified that far: (from, bytes).
     tails: HashMap<u64, (u64, Bytes)>,
     uploads: HashMap<(PeerId, u32), AbortHandle>,
-    /// Segments being received from peers with chunk digests: their verified prefix.
+    /// Units being received from peers with chunk digests: their verified prefix.
     partials: HashMap<u64, PartialSegment>,
+    /// Verified units of striped segments not yet whole: body and whether a peer sent it.
+    unit_bodies: HashMap<u64, (Bytes, bool)>,
+    stripes: Stripes,
     last_player: Instant,
     next_poll: Option<Instant>,
     poll_in_flight: bool,
@@ -199,6 +214,7 @@ impl SwarmTask {
             player_wait_budget: p.startup_wait,
             allow_unverified: s.allow_unverified,
             max_segments: 65_536,
+            stripes: Stripes::new(p.stripes).unwrap_or_default(),
             ..SchedulerConfig::default()
         };
         let sched = match Scheduler::new(now, s.me, sched_cfg.clone()) {
@@ -233,6 +249,8 @@ impl SwarmTask {
             tails: HashMap::new(),
             uploads: HashMap::new(),
             partials: HashMap::new(),
+            unit_bodies: HashMap::new(),
+            stripes: Stripes::new(p.stripes).unwrap_or_default(),
             last_player: now,
             next_poll: None,
             poll_in_flight: false,
@@ -358,8 +376,9 @@ impl SwarmTask {
             } => self.on_link(now, peer, link, offerer),
             SwarmInput::Frame { conn, frame } => self.on_frame(now, conn, frame),
             SwarmInput::Closed { conn } => self.drop_conn(now, conn),
-            SwarmInput::OriginDone { seq, result } => {
-                self.origin_tasks.remove(&seq);
+            SwarmInput::OriginDone { seq: unit, result } => {
+                self.origin_tasks.remove(&unit);
+                let seq = self.stripes.seq_of(unit);
                 match result {
                     Ok(entry) => {
                         if let Some(seg) = self.segs.get_mut(&seq)
@@ -373,19 +392,26 @@ impl SwarmTask {
                             );
                         }
                         let size = entry.body.len() as u64;
-                        self.sched.handle_origin_result(now, seq, Ok(size));
+                        self.sched.handle_origin_result(now, unit, Ok(size));
                         if self.segs.get(&seq).is_some_and(|s| !s.unshareable) {
-                            self.complete_partial(seq, &entry.body);
+                            self.complete_partial(unit, &entry.body);
                         }
                         self.wake(seq, Some(entry));
                     }
                     Err(e) => {
                         tracing::debug!(seq, error = %e, "origin fetch failed");
                         let retryable = e.is_retryable();
-                        self.sched
-                            .handle_origin_result(now, seq, Err(OriginFailure { retryable }));
+                        self.sched.handle_origin_result(
+                            now,
+                            unit,
+                            Err(OriginFailure { retryable }),
+                        );
                     }
                 }
+            }
+            SwarmInput::UnitOriginDone { unit, result } => {
+                self.origin_tasks.remove(&unit);
+                self.on_unit_origin(now, unit, result);
             }
             SwarmInput::TailDone { seq, from, result } => {
                 self.tail_tasks.remove(&seq);
@@ -429,7 +455,9 @@ impl SwarmTask {
                     let _ = reply.send(PlayerAnswer::Ready(e));
                 }
                 None => {
-                    self.sched.handle_evicted(now, seq);
+                    for unit in self.stripes.units(seq) {
+                        self.sched.handle_evicted(now, unit);
+                    }
                     let _ = reply.send(PlayerAnswer::Unknown);
                 }
             },
@@ -534,6 +562,8 @@ impl SwarmTask {
                 digest,
                 chunks: None,
                 unshareable: false,
+                units: 1,
+                fed: false,
             });
             if entry.digest.is_none() {
                 entry.digest = digest;
@@ -541,13 +571,32 @@ impl SwarmTask {
             if entry.chunks.is_none() && entry.digest == digest {
                 entry.chunks = chunks;
             }
-            infos.push(SegmentInfo {
-                seq: s.seq,
-                digest: entry.digest,
-                duration: Duration::from_secs_f64(s.duration.max(0.0)),
-                size_hint: s.byterange.map(|r| r.length),
-                chunk_size: entry.chunks.as_ref().map(|c| c.chunk_size()),
-            });
+            if !entry.fed {
+                // The split is fixed here: unit ids must not change under the scheduler. Every
+                // agent derives the same split from the same sidecar.
+                entry.fed = true;
+                entry.units = self
+                    .stripes
+                    .count_for(entry.chunks.as_ref().map(ChunkDigests::count));
+            }
+            let duration = Duration::from_secs_f64(s.duration.max(0.0));
+            let k = entry.units;
+            for j in 0..k {
+                let size_hint = match (&entry.chunks, s.byterange) {
+                    (Some(c), Some(r)) if k > 1 => {
+                        let b = stripes::byte_range(r.length, c.chunk_size(), j, k);
+                        Some(b.end - b.start)
+                    }
+                    (_, r) => r.map(|r| r.length),
+                };
+                infos.push(SegmentInfo {
+                    seq: self.stripes.unit(s.seq, j),
+                    digest: entry.digest.map(|d| stripes::unit_digest(&d, j, k)),
+                    duration: duration / u32::from(k),
+                    size_hint,
+                    chunk_size: entry.chunks.as_ref().map(|c| c.chunk_size()),
+                });
+            }
             index.push((index_key(&s.url, range), s.seq));
         }
         let first = info.segments.first().map_or(0, |s| s.seq);
@@ -557,6 +606,9 @@ impl SwarmTask {
             let Some(seg) = self.segs.remove(&seq) else {
                 continue;
             };
+            for unit in self.stripes.units(seq) {
+                self.unit_bodies.remove(&unit);
+            }
             // A live segment this far behind the window is no longer listed to any player
             // and peers no longer ask for it: free its bytes now rather than when the byte
             // budget forces it, so a viewer's memory stays near one playlist window.
@@ -684,7 +736,8 @@ impl SwarmTask {
         } else {
             Capabilities::UPLOAD
         }
-        .union(Capabilities::CUT_THROUGH);
+        .union(Capabilities::CUT_THROUGH)
+        .with_stripes(self.stripes);
         let mut session_cfg = SessionConfig::default();
         session_cfg.limits.max_frame = link
             .sender
@@ -788,28 +841,23 @@ impl SwarmTask {
             return;
         };
         let peer = c.peer;
-        let Some((seq, started)) = c.requests.remove(&req_id) else {
+        let Some((unit, started)) = c.requests.remove(&req_id) else {
             return;
         };
-        let Some(seg) = self.segs.get(&seq) else {
+        let Some((seq, _, k)) = self.locate(unit) else {
             self.sched
                 .handle_transfer_complete(now, peer, req_id, body.len() as u64, true);
             return;
         };
-        let verified = match seg.digest {
-            Some(d) => d.verify(&body),
-            None => self.s.allow_unverified,
-        };
-        if !verified {
+        if !self.verify_unit(unit, &body) {
             // Not one byte of it goes anywhere.
             self.s.metrics.integrity_failures.inc();
-            tracing::warn!(peer = %peer, seq, "peer sent a segment that fails verification; banning it");
+            tracing::warn!(peer = %peer, seq, unit, "peer sent a segment that fails verification; banning it");
             self.sched
                 .handle_transfer_complete(now, peer, req_id, body.len() as u64, false);
             return;
         }
         let len = body.len();
-        let entry = self.cache_peer_copy(seg, body);
         self.s.metrics.segment_downloaded(
             Source::Peer,
             len,
@@ -817,8 +865,164 @@ impl SwarmTask {
         );
         self.sched
             .handle_transfer_complete(now, peer, req_id, len as u64, true);
-        self.complete_partial(seq, &entry.body);
+        self.complete_partial(unit, &body);
+        if k > 1 {
+            self.store_unit(unit, body, true);
+        } else if let Some(seg) = self.segs.get(&seq) {
+            let entry = self.cache_copy(seg, body, Source::Peer);
+            self.wake(seq, Some(entry));
+        }
+    }
+
+    /// Segment, unit index and unit count of scheduler id `unit` (with one stripe a unit is
+    /// its segment).
+    fn locate(&self, unit: u64) -> Option<(u64, u8, u8)> {
+        let seq = self.stripes.seq_of(unit);
+        let j = self.stripes.index_of(unit);
+        let seg = self.segs.get(&seq)?;
+        (j < seg.units).then_some((seq, j, seg.units))
+    }
+
+    /// The chunk digests of `unit` (its segment's, or their share for a striped unit).
+    fn unit_chunks(&self, unit: u64) -> Option<ChunkDigests> {
+        let (seq, j, k) = self.locate(unit)?;
+        let chunks = self.segs.get(&seq)?.chunks.as_ref()?;
+        if k == 1 {
+            return Some(chunks.clone());
+        }
+        chunks.slice(stripes::chunk_range(chunks.count(), j, k))
+    }
+
+    /// True if `body` is `unit`: the whole-segment digest for a unit that is its segment, the
+    /// chunk digests of its share for a striped unit (or no digest at all in a stream running
+    /// with `allow_unverified`).
+    fn verify_unit(&self, unit: u64, body: &[u8]) -> bool {
+        let Some((seq, _, k)) = self.locate(unit) else {
+            return false;
+        };
+        let Some(seg) = self.segs.get(&seq) else {
+            return false;
+        };
+        if k > 1 {
+            return self.unit_chunks(unit).is_some_and(|c| c.verify_all(body));
+        }
+        match seg.digest {
+            Some(d) => d.verify(body),
+            None => self.s.allow_unverified,
+        }
+    }
+
+    /// Keeps a verified unit of a striped segment; once every unit is in, the segment is
+    /// joined, checked against its whole-segment digest, cached and handed to its players.
+    fn store_unit(&mut self, unit: u64, body: Bytes, from_peer: bool) {
+        let Some((seq, _, k)) = self.locate(unit) else {
+            return;
+        };
+        self.unit_bodies.insert(unit, (body, from_peer));
+        if self.cached(seq).is_some() {
+            self.drop_units(seq);
+            self.wake(seq, None);
+            return;
+        }
+        let units: Vec<u64> = (0..k).map(|j| self.stripes.unit(seq, j)).collect();
+        if !units.iter().all(|u| self.unit_bodies.contains_key(u)) {
+            return;
+        }
+        let len: usize = units
+            .iter()
+            .filter_map(|u| self.unit_bodies.get(u))
+            .map(|(b, _)| b.len())
+            .sum();
+        let mut whole = BytesMut::with_capacity(len);
+        let mut any_peer = false;
+        for u in &units {
+            if let Some((b, p)) = self.unit_bodies.get(u) {
+                whole.extend_from_slice(b);
+                any_peer |= *p;
+            }
+        }
+        let whole = whole.freeze();
+        self.drop_units(seq);
+        let Some(seg) = self.segs.get(&seq) else {
+            return;
+        };
+        if seg.digest.is_some_and(|d| !d.verify(&whole)) {
+            // Every unit matched its chunk digests, so the sidecar contradicts itself (or the
+            // origin changed the segment between units). Nothing is cached; players fetch it
+            // the plain way.
+            self.s.metrics.integrity_failures.inc();
+            tracing::warn!(
+                seq,
+                "units that match their chunk digests do not join into the segment's digest; the sidecar is inconsistent"
+            );
+            self.wake(seq, None);
+            return;
+        }
+        let source = if any_peer {
+            Source::Peer
+        } else {
+            Source::Origin
+        };
+        let entry = self.cache_copy(seg, whole, source);
+        self.s.metrics.p2p_striped_segments.inc();
         self.wake(seq, Some(entry));
+    }
+
+    fn drop_units(&mut self, seq: u64) {
+        for u in self.stripes.units(seq) {
+            self.unit_bodies.remove(&u);
+        }
+    }
+
+    /// Bytes `unit` covers in its segment's body: its first byte and its length in whole
+    /// chunks, which is exact except for the last unit (its last chunk may be short).
+    fn unit_span(&self, unit: u64) -> Option<(u64, u64)> {
+        let (seq, j, k) = self.locate(unit)?;
+        let seg = self.segs.get(&seq)?;
+        let chunks = seg.chunks.as_ref()?;
+        let c = u64::from(chunks.chunk_size());
+        let r = stripes::chunk_range(chunks.count(), j, k);
+        let start = r.start as u64 * c;
+        let mut len = (r.end - r.start) as u64 * c;
+        if let Some(br) = seg.range {
+            len = len.min(br.len.saturating_sub(start));
+        }
+        Some((start, len))
+    }
+
+    /// The origin's bytes of one unit of a striped segment arrived (or not).
+    fn on_unit_origin(&mut self, now: Instant, unit: u64, result: Result<Bytes, OriginError>) {
+        let seq = self.stripes.seq_of(unit);
+        match result {
+            Ok(body) if self.verify_unit(unit, &body) => {
+                self.sched
+                    .handle_origin_result(now, unit, Ok(body.len() as u64));
+                self.complete_partial(unit, &body);
+                self.store_unit(unit, body, false);
+            }
+            Ok(_) => {
+                // The origin's bytes do not match its own chunk digests (a stale sidecar):
+                // nothing of this segment is shared; players fetch it the plain way.
+                if let Some(seg) = self.segs.get_mut(&seq) {
+                    seg.unshareable = true;
+                }
+                tracing::warn!(
+                    seq,
+                    unit,
+                    "origin bytes do not match the published chunk digests; not sharing this segment"
+                );
+                // Its players fetch it the plain way.
+                self.wake(seq, None);
+                self.sched
+                    .handle_origin_result(now, unit, Err(OriginFailure { retryable: false }));
+            }
+            Err(e) => {
+                tracing::debug!(seq, unit, error = %e, "origin fetch of a unit failed");
+                let retryable = e.is_retryable();
+                self.sched
+                    .handle_origin_result(now, unit, Err(OriginFailure { retryable }));
+            }
+        }
     }
 
     fn report_peers(&self) {
@@ -969,7 +1173,11 @@ impl SwarmTask {
                     digest,
                     partial,
                 } => {
-                    if self.segs.get(&seq).is_some_and(|s| s.unshareable) {
+                    if self
+                        .segs
+                        .get(&self.stripes.seq_of(seq))
+                        .is_some_and(|s| s.unshareable)
+                    {
                         continue;
                     }
                     let sched = &self.sched;
@@ -1049,10 +1257,10 @@ impl SwarmTask {
                     }
                     self.report_peers();
                 }
-                Action::Failed { seq, .. } => {
+                Action::Failed { seq: unit, .. } => {
                     // Uploads serving our partial copy end with `Absent`.
-                    self.partials.remove(&seq);
-                    if let Some(ws) = self.waiters.remove(&seq) {
+                    self.partials.remove(&unit);
+                    if let Some(ws) = self.waiters.remove(&self.stripes.seq_of(unit)) {
                         for w in ws {
                             let _ =
                                 w.send(PlayerAnswer::Failed("segment could not be fetched".into()));
@@ -1063,32 +1271,62 @@ impl SwarmTask {
         }
     }
 
-    fn start_origin(&mut self, seq: u64) {
-        let Some(seg) = self.segs.get(&seq) else {
+    /// Fetches `unit` from the origin: a whole segment through the cache, or one unit of a
+    /// striped segment as a byte range.
+    fn start_origin(&mut self, unit: u64) {
+        let located = self.locate(unit);
+        let span = self.unit_span(unit);
+        let Some((seg, k)) = located.and_then(|(seq, _, k)| Some((self.segs.get(&seq)?, k))) else {
             self.sched.handle_origin_result(
                 Instant::now(),
-                seq,
+                unit,
                 Err(OriginFailure { retryable: false }),
             );
             return;
         };
-        if self.origin_tasks.contains_key(&seq) {
+        if self.origin_tasks.contains_key(&unit) {
             return;
         }
         let proxy = self.s.proxy.clone();
         let tx = self.s.tx.clone();
         let url = seg.url.clone();
         let range = seg.range;
-        let h = tokio::spawn(async move {
-            let result = proxy.origin_segment(&url, range).await;
-            let _ = tx.send(SwarmInput::OriginDone { seq, result }).await;
-        });
-        self.origin_tasks.insert(seq, h.abort_handle());
+        let h = match (k, span) {
+            (2.., Some((start, len))) => tokio::spawn(async move {
+                let result = fetch_unit(&proxy, &url, range, start, len).await;
+                let _ = tx.send(SwarmInput::UnitOriginDone { unit, result }).await;
+            }),
+            _ => tokio::spawn(async move {
+                let result = proxy.origin_segment(&url, range).await;
+                let _ = tx.send(SwarmInput::OriginDone { seq: unit, result }).await;
+            }),
+        };
+        self.origin_tasks.insert(unit, h.abort_handle());
+    }
+
+    /// A whole verified copy of `unit` we can send: a unit of its own, or its share of the
+    /// cached segment.
+    fn unit_copy(&self, unit: u64) -> Option<Bytes> {
+        let (seq, j, k) = self.locate(unit)?;
+        if let Some((b, _)) = self.unit_bodies.get(&unit) {
+            return Some(b.clone());
+        }
+        let body = self.cached(seq)?.body;
+        if k == 1 {
+            return Some(body);
+        }
+        let c = self.segs.get(&seq)?.chunks.as_ref()?.chunk_size();
+        let r = stripes::byte_range(body.len() as u64, c, j, k);
+        let r = usize::try_from(r.start).ok()?..usize::try_from(r.end).ok()?;
+        (!r.is_empty()).then(|| body.slice(r))
     }
 
     fn start_upload(&mut self, now: Instant, peer: PeerId, req_id: u32, seq: u64) {
-        let shareable = self.segs.get(&seq).is_some_and(|s| !s.unshareable);
-        let entry = if shareable { self.cached(seq) } else { None };
+        let shareable = self
+            .segs
+            .get(&self.stripes.seq_of(seq))
+            .is_some_and(|s| !s.unshareable);
+        let entry = if shareable { self.unit_copy(seq) } else { None };
         let partial = match (&entry, shareable) {
             (None, true) => self
                 .partials
@@ -1111,9 +1349,9 @@ impl SwarmTask {
             return;
         };
         // A whole body is a verified prefix of one chunk whose source is already gone.
-        let len = entry.body.len();
+        let len = entry.len();
         let (_, rx) = tokio::sync::watch::channel(Verified {
-            chunks: Arc::new(vec![entry.body]),
+            chunks: Arc::new(vec![entry]),
             len,
             total: len,
         });
@@ -1202,7 +1440,7 @@ impl SwarmTask {
         let Some(&(seq, _)) = c.requests.get(&req_id) else {
             return;
         };
-        let Some(chunks) = self.segs.get(&seq).and_then(|s| s.chunks.clone()) else {
+        let Some(chunks) = self.unit_chunks(seq) else {
             return;
         };
         if self.sched.has(seq) {
@@ -1257,13 +1495,22 @@ impl SwarmTask {
     /// Asks the origin for bytes `from..` of `seq`; a peer transfer delivers the head into the
     /// segment's partial copy (see the scheduler docs, "Origin tails").
     fn start_tail(&mut self, now: Instant, seq: u64, from: u64) {
-        let (Some(seg), Some(p)) = (self.segs.get(&seq), self.partials.get(&seq)) else {
+        let unit_start = match self.locate(seq) {
+            Some((_, _, 1)) => Some(0),
+            Some(_) => self.unit_span(seq).map(|(start, _)| start),
+            None => None,
+        };
+        let (Some(seg), Some(p), Some(unit_start)) = (
+            self.segs.get(&self.stripes.seq_of(seq)),
+            self.partials.get(&seq),
+            unit_start,
+        ) else {
             // No verified chunk yet, so no length we trust: let the scheduler go the usual way.
             self.sched.handle_tail_failed(now, seq);
             return;
         };
         let total = p.total() as u64;
-        let base = seg.range.map_or(0, |r| r.start);
+        let base = seg.range.map_or(0, |r| r.start) + unit_start;
         // The scheduler splits at a chunk boundary (the head joins in whole verified chunks).
         if from == 0 || from >= total || self.tail_tasks.contains_key(&seq) {
             self.sched.handle_tail_failed(now, seq);
@@ -1299,12 +1546,12 @@ impl SwarmTask {
         let joined = p.join_tail(from_us, tail);
         let tail_len = tail.len() as u64;
         self.tails.remove(&seq);
-        let Some(seg) = self.segs.get(&seq) else {
+        let Some((whole_seq, _, k)) = self.locate(seq) else {
             return;
         };
-        let body = match (joined, seg.digest) {
-            (Some(b), Some(d)) if d.verify(&b) => Bytes::from(b),
-            (joined, _) => {
+        let body = match joined {
+            Some(b) if self.verify_unit(seq, &b) => Bytes::from(b),
+            joined => {
                 // The head's chunks were verified, so the origin's tail is what disagrees (a
                 // wrong length, or bytes that changed since the sidecar was written).
                 tracing::warn!(
@@ -1316,7 +1563,6 @@ impl SwarmTask {
                 return;
             }
         };
-        let entry = self.cache_peer_copy(seg, body);
         // The head's bytes and time, for the per-source byte counters (the tail's were counted
         // by the origin fetch).
         let head_started = self
@@ -1336,7 +1582,7 @@ impl SwarmTask {
             .p2p_origin_tails
             .with_label_values(&["joined"])
             .inc();
-        let size = entry.body.len() as u64;
+        let size = body.len() as u64;
         tracing::debug!(
             seq,
             head = from,
@@ -1344,8 +1590,13 @@ impl SwarmTask {
             "joined a peer head and an origin tail"
         );
         self.sched.handle_tail_complete(now, seq, size, tail_len);
-        self.complete_partial(seq, &entry.body);
-        self.wake(seq, Some(entry));
+        self.complete_partial(seq, &body);
+        if k > 1 {
+            self.store_unit(seq, body, true);
+        } else if let Some(seg) = self.segs.get(&whole_seq) {
+            let entry = self.cache_copy(seg, body, Source::Peer);
+            self.wake(whole_seq, Some(entry));
+        }
     }
 
     /// The origin tail of `seq` did not complete it: the scheduler falls back to a whole fetch.
@@ -1358,9 +1609,9 @@ impl SwarmTask {
         self.sched.handle_tail_failed(now, seq);
     }
 
-    /// Stores a verified copy of `seg` that came (at least partly) from peers in the segment
-    /// cache, where players find it.
-    fn cache_peer_copy(&self, seg: &Seg, body: Bytes) -> Entry {
+    /// Stores a verified copy of `seg` that we assembled (from peers, or from units) in the
+    /// segment cache, where players find it.
+    fn cache_copy(&self, seg: &Seg, body: Bytes, source: Source) -> Entry {
         let key = SegmentKey {
             url: strip(&seg.url),
             range: seg.range,
@@ -1368,7 +1619,7 @@ impl SwarmTask {
         let entry = Entry {
             body,
             content_type: crate::server::mime::content_type_for_path(seg.url.path()),
-            source: Source::Peer,
+            source,
             stored_at: Instant::now(),
             resource_len: None,
         };
@@ -1394,6 +1645,38 @@ impl SwarmTask {
                 );
             }
         }
+    }
+}
+
+/// Bytes `start..start + len` of a segment (`seg_range` of `url`) from the origin, or up to
+/// the segment's end when it ends sooner (the last unit of a striped segment asks for whole
+/// chunks). An origin that ignores `Range` costs one whole fetch through the cache, shared with
+/// the segment's other units and its players, cut to the unit.
+async fn fetch_unit(
+    proxy: &Proxy,
+    url: &Url,
+    seg_range: Option<ByteRange>,
+    start: u64,
+    len: u64,
+) -> Result<Bytes, OriginError> {
+    let base = seg_range.map_or(0, |r| r.start);
+    let range = ByteRange {
+        start: base + start,
+        len: len.max(1),
+    };
+    match proxy.origin_range(url, range).await {
+        Err(OriginError::BadRange(why)) => {
+            tracing::debug!(url = %redact(url), why, "origin ignored a unit range; fetching the segment whole");
+            let whole = proxy.origin_segment(url, seg_range).await?.body;
+            let from = usize::try_from(start)
+                .unwrap_or(usize::MAX)
+                .min(whole.len());
+            let to = usize::try_from(start.saturating_add(len))
+                .unwrap_or(usize::MAX)
+                .min(whole.len());
+            Ok(whole.slice(from..to))
+        }
+        other => other,
     }
 }
 

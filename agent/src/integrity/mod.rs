@@ -162,6 +162,25 @@ impl ChunkDigests {
         }
     }
 
+    /// The digests of chunks `range` (a unit of a striped segment; see
+    /// [`crate::core::stripes`]): they verify those chunks' bytes as a body of their own.
+    /// `None` if the range lies outside the list or is empty.
+    pub fn slice(&self, range: Range<usize>) -> Option<Self> {
+        let hashes = self.hashes.get(range)?;
+        (!hashes.is_empty()).then(|| Self::new(self.chunk_size, hashes.to_vec()))
+    }
+
+    /// True if `body` is exactly these chunks: its length fits the list and every chunk
+    /// matches its digest.
+    pub fn verify_all(&self, body: &[u8]) -> bool {
+        let total = body.len() as u64;
+        self.fits(total)
+            && (0..self.count()).all(|i| {
+                self.range(i, total)
+                    .is_some_and(|r| self.verify(i, total, &body[r]))
+            })
+    }
+
     /// Computes the chunk digests of a whole body (used by publishers and tests).
     ///
     /// # Panics

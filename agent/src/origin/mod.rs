@@ -342,10 +342,33 @@ fn check_content_range(
         .get(header::CONTENT_RANGE)
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| OriginError::BadRange("206 without Content-Range".into()))?;
-    let want = format!("bytes {}-{}/", r.start, r.start + r.len - 1);
-    if !v.starts_with(&want) {
+    // `bytes first-last/complete`. A range that runs past the end of the resource is
+    // answered up to its end (RFC 9110 §14.1.2), so a shorter answer is right exactly when it
+    // ends the resource: a striped segment's last unit asks for whole chunks without knowing
+    // the segment's length.
+    let asked_last = r.start + r.len - 1;
+    let parsed = v
+        .strip_prefix("bytes ")
+        .and_then(|rest| rest.split_once('/'))
+        .and_then(|(span, complete)| {
+            let (first, last) = span.split_once('-')?;
+            let first: u64 = first.trim().parse().ok()?;
+            let last: u64 = last.trim().parse().ok()?;
+            let complete: Option<u64> = complete.trim().parse().ok();
+            Some((first, last, complete))
+        });
+    let ok = match parsed {
+        Some((first, last, complete)) => {
+            first == r.start
+                && last >= first
+                && (last == asked_last || (last < asked_last && complete == Some(last + 1)))
+        }
+        None => false,
+    };
+    if !ok {
         return Err(OriginError::BadRange(format!(
-            "got `{v}`, wanted `{want}*`"
+            "got `{v}`, wanted `bytes {}-{asked_last}/*` (or one ending the resource)",
+            r.start
         )));
     }
     Ok(())
@@ -461,5 +484,37 @@ mod tests {
         assert!(check_content_range(&h, StatusCode::OK, r).is_err());
         let r2 = ByteRange { start: 11, len: 10 };
         assert!(check_content_range(&h, StatusCode::PARTIAL_CONTENT, r2).is_err());
+        // Asked past the end: an answer that ends the resource is right, one that stops
+        // short of both the asked end and the resource end is not.
+        let past = ByteRange {
+            start: 10,
+            len: 500,
+        };
+        let mut end = HeaderMap::new();
+        end.insert(
+            header::CONTENT_RANGE,
+            HeaderValue::from_static("bytes 10-99/100"),
+        );
+        assert!(check_content_range(&end, StatusCode::PARTIAL_CONTENT, past).is_ok());
+        assert!(check_content_range(&h, StatusCode::PARTIAL_CONTENT, past).is_err());
+        let mut unknown = HeaderMap::new();
+        unknown.insert(
+            header::CONTENT_RANGE,
+            HeaderValue::from_static("bytes 10-99/*"),
+        );
+        assert!(check_content_range(&unknown, StatusCode::PARTIAL_CONTENT, past).is_err());
+        for bad in [
+            "bytes 10-/100",
+            "bytes x-19/100",
+            "items 10-19/100",
+            "bytes 19-10/100",
+        ] {
+            let mut b = HeaderMap::new();
+            b.insert(header::CONTENT_RANGE, HeaderValue::from_str(bad).unwrap());
+            assert!(
+                check_content_range(&b, StatusCode::PARTIAL_CONTENT, r).is_err(),
+                "{bad}"
+            );
+        }
     }
 }

@@ -13,6 +13,7 @@ use crate::core::scheduler::{
     Action, PlayerOutcome, PlaylistUpdate, RefuseReason, Scheduler, SchedulerConfig, SegmentInfo,
     SegmentStatus,
 };
+use crate::core::stripes::{self, Stripes};
 use crate::sim::queue::CalendarQueue;
 use crate::sim::{OriginFetches, SimConfig, SimReport};
 
@@ -185,7 +186,14 @@ struct World<'c> {
     next_epoch: u64,
     next_uid: u64,
     free_x: Vec<u32>,
+    /// Per segment (sizes).
     infos: Vec<SegmentInfo>,
+    /// What the schedulers see: every unit of every segment in order (one per segment without
+    /// stripes).
+    units: Vec<SegmentInfo>,
+    /// Index in `units` of each segment's first unit, plus one end entry.
+    first_unit: Vec<usize>,
+    stripes: Stripes,
     seg_dur: Us,
     stats: Vec<SegStat>,
     count_from: u64,
@@ -279,6 +287,7 @@ pub(crate) fn scheduler_config(cfg: &SimConfig) -> SchedulerConfig {
         busy_backoff: ms(s.busy_backoff_ms),
         max_parallel: s.max_parallel.max(1),
         origin_tails: s.origin_tails,
+        stripes: Stripes::new(cfg.stripes).unwrap_or_default(),
         ..SchedulerConfig::default()
     }
 }
@@ -316,6 +325,30 @@ impl<'c> World<'c> {
                 }
             })
             .collect();
+        let stripes = sched_cfg.stripes;
+        let mut units = Vec::new();
+        let mut first_unit = Vec::with_capacity(infos.len() + 1);
+        for info in &infos {
+            first_unit.push(units.len());
+            let size = info.size_hint.unwrap_or(1);
+            let chunk = info.chunk_size;
+            let k = stripes.count_for(chunk.map(|c| size.div_ceil(u64::from(c.max(1))) as usize));
+            for j in 0..k {
+                let r = match chunk {
+                    Some(c) => stripes::byte_range(size, c, j, k),
+                    None => 0..size,
+                };
+                let unit = stripes.unit(info.seq, j);
+                units.push(SegmentInfo {
+                    seq: unit,
+                    digest: Some(digest_of(unit)),
+                    duration: td / u32::from(k),
+                    size_hint: Some((r.end - r.start).max(1)),
+                    chunk_size: info.chunk_size,
+                });
+            }
+        }
+        first_unit.push(units.len());
         let stats = (0..total_segs)
             .map(|_| SegStat {
                 origin_bytes: 0.0,
@@ -347,6 +380,9 @@ impl<'c> World<'c> {
             next_uid: 0,
             free_x: Vec::new(),
             infos,
+            units,
+            first_unit,
+            stripes,
             seg_dur,
             stats,
             count_from,
@@ -802,7 +838,8 @@ impl<'c> World<'c> {
         let lo = (newest + 1).saturating_sub(self.cfg.window_segments.max(1) as u64);
         let now = self.at(self.now);
         {
-            let infos = &self.infos[lo as usize..=newest as usize];
+            let infos =
+                &self.units[self.first_unit[lo as usize]..self.first_unit[newest as usize + 1]];
             let update = PlaylistUpdate {
                 live: true,
                 target_duration: Duration::from_secs_f64(self.cfg.segment_duration_s),
@@ -835,7 +872,11 @@ impl<'c> World<'c> {
         };
         // The player sees the agent's playlist: without the newest `live_hold_back` segments.
         let hold = self.cfg.live_hold_back as u64;
-        if ag.sched.newest().is_none_or(|n| seq + hold > n) {
+        if ag
+            .sched
+            .newest()
+            .is_none_or(|n| seq + hold > self.stripes.seq_of(n))
+        {
             return;
         }
         let now = self.at(self.now);
@@ -997,7 +1038,7 @@ impl<'c> World<'c> {
             && let Action::FetchOrigin { seq, reason } = &act
         {
             let w0 = self.cfg.window_segments.max(1) as i64;
-            let publish = (*seq as i64 + 1 - w0) * self.seg_dur as i64;
+            let publish = (self.stripes.seq_of(*seq) as i64 + 1 - w0) * self.seg_dur as i64;
             eprintln!(
                 "ORG {a} {seq} {:.3} {}",
                 (self.now as i64 - publish) as f64 / 1e6,
@@ -1008,7 +1049,7 @@ impl<'c> World<'c> {
             && let Action::RequestPeer { seq, .. } = &act
         {
             let w0 = self.cfg.window_segments.max(1) as i64;
-            let publish = (*seq as i64 + 1 - w0) * self.seg_dur as i64;
+            let publish = (self.stripes.seq_of(*seq) as i64 + 1 - w0) * self.seg_dur as i64;
             eprintln!(
                 "REQ {a} {seq} {:.3}",
                 (self.now as i64 - publish) as f64 / 1e6
@@ -1161,8 +1202,9 @@ impl<'c> World<'c> {
                 }
             }
             Action::Failed { seq, .. } => {
+                let whole = self.stripes.seq_of(seq);
                 let p = &mut self.agents[a as usize].player;
-                if p.waiting == Some(seq) {
+                if p.waiting == Some(whole) {
                     p.waiting = None;
                     self.player_failures += 1;
                     self.push(self.now + 500_000, Ev::PlayerRetry(a));
@@ -1173,11 +1215,33 @@ impl<'c> World<'c> {
 
     // ----- transfers ----------------------------------------------------------------------------
 
-    fn seg_size(&self, seq: u64) -> f64 {
+    /// Size of unit `unit` (the segment without stripes).
+    fn seg_size(&self, unit: u64) -> f64 {
+        let seq = self.stripes.seq_of(unit) as usize;
+        let i = self.first_unit.get(seq).copied().unwrap_or(usize::MAX)
+            + usize::from(self.stripes.index_of(unit));
+        self.units
+            .get(i)
+            .filter(|_| self.first_unit.get(seq + 1).is_some_and(|&end| i < end))
+            .and_then(|u| u.size_hint)
+            .unwrap_or(1) as f64
+    }
+
+    /// Size of segment `seq`.
+    fn whole_size(&self, seq: u64) -> f64 {
         self.infos
             .get(seq as usize)
             .and_then(|i| i.size_hint)
             .unwrap_or(1) as f64
+    }
+
+    /// Per-segment tallies of the segment unit `unit` belongs to, if it is counted.
+    fn stat_of(&mut self, unit: u64) -> Option<&mut SegStat> {
+        let seq = self.stripes.seq_of(unit);
+        if !self.counted(seq) {
+            return None;
+        }
+        self.stats.get_mut(seq as usize)
     }
 
     fn start_xfer(&mut self, from: Option<u32>, to: u32, req_id: u32, seq: u64, corrupt: bool) {
@@ -1319,8 +1383,7 @@ impl<'c> World<'c> {
             self.uploaded += t.done;
         }
         if t.from.is_none()
-            && self.counted(t.seq)
-            && let Some(s) = self.stats.get_mut(t.seq as usize)
+            && let Some(s) = self.stat_of(t.seq)
         {
             s.origin_bytes += t.done;
         }
@@ -1439,9 +1502,7 @@ impl<'c> World<'c> {
         let to = t.to;
         match t.from {
             None => {
-                if self.counted(t.seq)
-                    && let Some(s) = self.stats.get_mut(t.seq as usize)
-                {
+                if let Some(s) = self.stat_of(t.seq) {
                     s.origin_bytes += t.size;
                 }
                 if !self.agents[to as usize].alive {
@@ -1585,14 +1646,15 @@ impl<'c> World<'c> {
                 if from_peer { "peer" } else { "origin" }
             );
         }
-        if self.counted(seq)
-            && let Some(s) = self.stats.get_mut(seq as usize)
-        {
+        if let Some(s) = self.stat_of(seq) {
             s.obtained_bytes += size;
             s.peer_bytes += peer_bytes.min(size);
         }
-        if self.agents[a as usize].player.waiting == Some(seq) {
-            self.deliver(a, seq);
+        let whole = self.stripes.seq_of(seq);
+        if self.agents[a as usize].player.waiting == Some(whole)
+            && self.agents[a as usize].sched.holds_segment(whole)
+        {
+            self.deliver(a, whole);
         }
         self.release_waiters(a, seq);
     }
@@ -1695,7 +1757,7 @@ impl<'c> World<'c> {
                 break;
             }
             segments += 1;
-            unique += self.seg_size(seq) as u64;
+            unique += self.whole_size(seq) as u64;
             if let Some(s) = self.stats.get(seq as usize) {
                 origin += s.origin_bytes;
                 obtained += s.obtained_bytes;

@@ -95,6 +95,13 @@ pub fn validate(cfg: &SimConfig) -> Result<(), String> {
     if cfg.agents == 0 {
         errs.push("agents must be at least 1".into());
     }
+    if crate::core::stripes::Stripes::new(cfg.stripes).is_none() {
+        errs.push(format!(
+            "stripes must be 1 to {} (got {})",
+            crate::core::stripes::MAX_STRIPES,
+            cfg.stripes
+        ));
+    }
     if cfg.live_hold_back + crate::playlist::HOLD_BACK_MIN_KEPT > cfg.window_segments {
         errs.push(format!(
             "live_hold_back must leave at least {} of the {} window segments (got {})",
@@ -184,6 +191,9 @@ pub struct SimConfig {
     /// The agent's `playlist.live_hold_back`: players see the playlist without its newest this
     /// many segments, so they sit that much further behind the origin's live edge.
     pub live_hold_back: usize,
+    /// The agent's `p2p.stripes`: units each segment with chunk digests is shared as (default
+    /// 4, as in the agent; 1 = whole segments; see `crate::core::stripes`).
+    pub stripes: u8,
     /// Peers the tracker hands out (target connections per agent).
     pub degree: usize,
     /// Most connections an agent accepts.
@@ -242,6 +252,7 @@ impl Default for SimConfig {
             poll_interval_ms: None,
             player_latency_segments: 3,
             live_hold_back: 0,
+            stripes: 4,
             degree: 20,
             max_degree: 30,
             connect_delay_ms: 500.0,

@@ -226,8 +226,12 @@ fn cut_through_spreads_a_live_segment_further_than_store_and_forward() {
 #[test]
 fn origin_tails_take_only_the_rest_of_late_transfers_from_the_origin() {
     // Slow uplinks and a 3-segment latency: many peer transfers are projected late. With
-    // origin tails the origin sends only what the peer cannot deliver in time.
-    let base = short_live(5, 1.1, 0.5);
+    // origin tails the origin sends only what the peer cannot deliver in time. Whole segments:
+    // a late unit of a striped segment is a quarter of the bytes, and tails rarely pay there.
+    let base = SimConfig {
+        stripes: 1,
+        ..short_live(5, 1.1, 0.5)
+    };
     let mut off = base.clone();
     off.scheduler.origin_tails = false;
     let whole = run(&off);
@@ -281,4 +285,36 @@ fn live_hold_back_gives_peers_more_time_and_the_origin_less_work() {
         ..base
     };
     assert!(validate(&bad).unwrap_err().contains("live_hold_back"));
+}
+
+#[test]
+fn stripes_spread_a_live_segment_further_than_whole_segments() {
+    // Slow uplinks and a 3-segment latency: a whole segment crosses a link too slowly to reach
+    // many agents before the players need it. Shared as 4 units from different peers at once,
+    // each crosses in a quarter of the time.
+    let base = short_live(13, 1.2, 0.3);
+    let whole = run(&SimConfig {
+        stripes: 1,
+        ..base.clone()
+    });
+    let striped = run(&SimConfig {
+        stripes: 4,
+        ..base.clone()
+    });
+    assert_sane(&whole);
+    assert_sane(&striped);
+    eprintln!(
+        "origin copies per segment: {:.2} whole, {:.2} in 4 stripes",
+        whole.figures.origin_copies_per_segment, striped.figures.origin_copies_per_segment
+    );
+    assert!(
+        striped.figures.origin_copies_per_segment < whole.figures.origin_copies_per_segment,
+        "4 stripes {} vs whole {} origin copies per segment",
+        striped.figures.origin_copies_per_segment,
+        whole.figures.origin_copies_per_segment
+    );
+    assert_eq!(striped.integrity_failures, 0);
+    // More stripes than supported is a config error.
+    let bad = SimConfig { stripes: 9, ..base };
+    assert!(validate(&bad).unwrap_err().contains("stripes"));
 }

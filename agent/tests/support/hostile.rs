@@ -1,6 +1,7 @@
 //! A misbehaving peer for tests: it joins a swarm through the real tracker with the agent's own
-//! transport and tracker client, speaks the peer protocol correctly, announces `have` for
-//! every segment of the live playlist (with the origin's real digests), and then answers
+//! transport and tracker client, speaks the peer protocol correctly (striped like the agents:
+//! [`Split`]), announces `have` for every unit of every segment of the live
+//! playlist (with the ids and digests the agents derive from the origin's), and then answers
 //! requests badly: corrupted bytes, half a segment and a dropped link, or the real segment with
 //! one byte flipped in its second chunk and then silence (only chunk digests can catch that
 //! before the transfer ends).
@@ -15,12 +16,41 @@ use hivecast_agent::core::ids::{Digest, InfoHash, PeerId};
 use hivecast_agent::core::peer_proto::{
     Capabilities, Message, PeerSession, SessionConfig, SessionEvent, encode,
 };
+use hivecast_agent::core::stripes::{self, Stripes};
 use hivecast_agent::playlist::{self, PlaylistInfo, Variables};
 use hivecast_agent::tracker_client::{self, TrackerClientConfig, TrackerEvent};
 use hivecast_agent::transport::{TransportConfig, WebRtcTransport};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use url::Url;
+
+/// How the stream is split: the swarm's stripe count and the chunk size of the stream's
+/// published chunk digests.
+#[derive(Debug, Clone, Copy)]
+pub struct Split {
+    pub stripes: Stripes,
+    pub chunk: u32,
+}
+
+impl Split {
+    /// Units a segment of `len` bytes is shared as.
+    fn units_of(self, len: usize) -> u8 {
+        self.stripes
+            .count_for(Some(len.div_ceil(self.chunk as usize)))
+    }
+}
+
+/// The real bytes of `unit` of a segment body.
+fn unit_bytes(body: &Bytes, unit: u64, split: Split) -> Option<Bytes> {
+    let (st, chunk) = (split.stripes, split.chunk);
+    let k = split.units_of(body.len());
+    let j = st.index_of(unit);
+    if j >= k {
+        return None;
+    }
+    let r = stripes::byte_range(body.len() as u64, chunk, j, k);
+    Some(body.slice(r.start as usize..r.end as usize))
+}
 
 /// How the peer misbehaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,11 +93,13 @@ fn enc(m: &Message) -> Bytes {
 }
 
 /// Starts a hostile peer in the swarm of `playlist_url` (the origin URL of the media playlist).
-/// `digest_of(seq)` gives the origin's digest (hex) of a segment.
+/// `digest_of(seq)` gives the origin's digest (hex) of a segment; `split` is how the swarm
+/// splits segments into units.
 pub fn start(
     tracker_url: &str,
     playlist_url: &str,
     mode: Mode,
+    split: Split,
     digest_of: impl Fn(u64) -> Option<String> + Send + Sync + 'static,
 ) -> Hostile {
     let cancel = CancellationToken::new();
@@ -124,6 +156,7 @@ pub fn start(
                         link,
                         url,
                         mode,
+                        split,
                         digest_of,
                         st,
                         cancel,
@@ -144,6 +177,7 @@ async fn serve_link(
     link: hivecast_agent::transport::PeerLink,
     playlist_url: Url,
     mode: Mode,
+    split: Split,
     digest_of: Arc<impl Fn(u64) -> Option<String> + Send + Sync>,
     stats: Arc<Stats>,
     cancel: CancellationToken,
@@ -153,7 +187,7 @@ async fn serve_link(
         Instant::now(),
         info_hash,
         me,
-        Capabilities::UPLOAD,
+        Capabilities::UPLOAD.with_stripes(split.stripes),
         Some(peer),
         SessionConfig::default(),
     );
@@ -175,22 +209,35 @@ async fn serve_link(
                 };
                 for s in &m.segments {
                     urls.insert(s.seq, (s.url.clone(), s.duration));
-                    if announced.insert(s.seq)
-                        && let Some(d) = digest_of(s.seq).and_then(|h| h.parse::<Digest>().ok())
-                    {
-                        let _ = sender.send(enc(&Message::Have { seq: s.seq, digest: Some(d), partial: false })).await;
+                    if !announced.insert(s.seq) {
+                        continue;
+                    }
+                    let Some(d) = digest_of(s.seq).and_then(|h| h.parse::<Digest>().ok()) else {
+                        continue;
+                    };
+                    // The unit split follows from the segment's length.
+                    let Ok(f) = client.get(s.url.as_str(), &[]).await else { continue };
+                    let k = split.units_of(f.body.len());
+                    for j in 0..k {
+                        let have = Message::Have {
+                            seq: split.stripes.unit(s.seq, j),
+                            digest: Some(stripes::unit_digest(&d, j, k)),
+                            partial: false,
+                        };
+                        let _ = sender.send(enc(&have)).await;
                     }
                 }
             }
             frame = receiver.recv() => {
                 let Ok(frame) = frame else { break };
                 match session.handle_frame(Instant::now(), frame) {
-                    Ok(SessionEvent::Control(Message::Request { req_id, seq, .. })) if mode == Mode::CorruptChunk => {
+                    Ok(SessionEvent::Control(Message::Request { req_id, seq: unit, .. })) if mode == Mode::CorruptChunk => {
                         stats.requests.fetch_add(1, Ordering::Relaxed);
-                        let Some((url, _)) = urls.get(&seq) else { continue };
+                        let Some((url, _)) = urls.get(&split.stripes.seq_of(unit)) else { continue };
                         let Ok(f) = client.get(url.as_str(), &[]).await else { continue };
-                        let mut body = f.body.to_vec();
-                        let chunk = hivecast_agent::integrity::DEFAULT_CHUNK_SIZE as usize;
+                        let Some(body) = unit_bytes(&f.body, unit, split) else { continue };
+                        let mut body = body.to_vec();
+                        let chunk = split.chunk as usize;
                         // Corrupt the second chunk when there is a third, else the first; send
                         // up to the end of the corrupted chunk only.
                         let bad = if body.len() > 2 * chunk { 1 } else { 0 };
@@ -212,13 +259,15 @@ async fn serve_link(
                         }
                         stats.bad_answers.fetch_add(1, Ordering::Relaxed);
                     }
-                    Ok(SessionEvent::Control(Message::Request { req_id, seq, .. })) if mode == Mode::Slow => {
+                    Ok(SessionEvent::Control(Message::Request { req_id, seq: unit, .. })) if mode == Mode::Slow => {
                         stats.requests.fetch_add(1, Ordering::Relaxed);
-                        let Some((url, secs)) = urls.get(&seq).cloned() else { continue };
+                        let Some((url, secs)) = urls.get(&split.stripes.seq_of(unit)).cloned() else { continue };
                         let (sender, client, st) = (sender.clone(), client.clone(), stats.clone());
                         tokio::spawn(async move {
                             let Ok(f) = client.get(url.as_str(), &[]).await else { return };
-                            let body = f.body;
+                            let Some(body) = unit_bytes(&f.body, unit, split) else { return };
+                            // A unit is a share of the segment; its duration share sets the pace.
+                            let secs = secs * body.len() as f64 / f.body.len().max(1) as f64;
                             let total = body.len();
                             let frame = 4 * 1024;
                             // A quarter of the stream rate: the whole body takes four segment
