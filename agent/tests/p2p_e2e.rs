@@ -151,12 +151,18 @@ async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
 /// One 60 s run of 4 agents and 4 paced players; asserts byte identity, no stalls and peer
 /// traffic, and returns the origin copies per segment.
 async fn four_agent_run() -> f64 {
-    // 16 KiB chunk digests: the test stream's ~130 kB segments have about 8 chunks, so the
-    // agents share each as 4 units (the default `p2p.stripes`) of 2 chunks.
+    // 16 KiB chunk digests: the test stream's ~130 kB segments have about 8 chunks, so agents
+    // with `p2p.stripes = 4` share each as 4 units of 2 chunks.
     let live = live_origin_with("baseline", true, &["--chunk-size", "16384"]).await;
     let tracker = spawn_tracker(0);
     let agents: Vec<AgentProc> = (0..4)
-        .map(|_| spawn_agent(&live.origin.base_url(), Some(&tracker.url()), &[]))
+        .map(|_| {
+            spawn_agent(
+                &live.origin.base_url(),
+                Some(&tracker.url()),
+                &[("HIVECAST_AGENT__P2P__STRIPES", "4")],
+            )
+        })
         .collect();
     let mut tasks = Vec::new();
     for a in &agents {
@@ -253,23 +259,23 @@ async fn hostile_case(mode: hostile::Mode) {
 /// A hostile case; `striped` publishes 16 KiB chunk digests, so the test stream's segments
 /// (about 8 chunks) are shared as 4 units and the hostile peer answers unit requests.
 async fn hostile_case_with(mode: hostile::Mode, striped: bool) {
-    // The test stream's segments are about 130 kB: with the default 64 KiB chunk digests they
-    // are shared whole (too few chunks to stripe). Origin tails complete late transfers of whole
-    // segments: the slow case runs unstriped, with 16 KiB chunks so a late transfer can be
-    // split at a fine grain.
+    // The test stream's segments are about 130 kB. Unstriped (the default) with the default
+    // 64 KiB chunk digests, except the slow case: 16 KiB chunks, so a late transfer can be split
+    // at a fine grain for an origin tail. Striped: `p2p.stripes = 4` and 16 KiB chunks, so each
+    // segment (about 8 chunks) is shared as 4 units.
     let (publish_args, split, agent_env): (&[&str], hostile::Split, &[(&str, &str)]) = match mode {
-        hostile::Mode::Slow => (
-            &["--chunk-size", "16384"],
-            hostile::Split {
-                stripes: Stripes::WHOLE,
-                chunk: 16384,
-            },
-            &[("HIVECAST_AGENT__P2P__STRIPES", "1")],
-        ),
         _ if striped => (
             &["--chunk-size", "16384"],
             hostile::Split {
                 stripes: Stripes::new(4).expect("valid"),
+                chunk: 16384,
+            },
+            &[("HIVECAST_AGENT__P2P__STRIPES", "4")],
+        ),
+        hostile::Mode::Slow => (
+            &["--chunk-size", "16384"],
+            hostile::Split {
+                stripes: Stripes::WHOLE,
                 chunk: 16384,
             },
             &[],
@@ -277,7 +283,7 @@ async fn hostile_case_with(mode: hostile::Mode, striped: bool) {
         _ => (
             &[],
             hostile::Split {
-                stripes: Stripes::new(4).expect("valid"),
+                stripes: Stripes::WHOLE,
                 chunk: hivecast_agent::integrity::DEFAULT_CHUNK_SIZE,
             },
             &[],

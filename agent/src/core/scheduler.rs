@@ -129,7 +129,8 @@
 //! so a segment spreads as several small pieces through different trees at once: each unit
 //! has its own seeds, and a unit crosses a link in a fraction of a whole segment's time, so it
 //! reaches more agents before the deadline (in the simulator, 1,000 viewers at 1.5× upload:
-//! 82 % offload whole, 97 % with 4 stripes). Only the player side stays per segment: a player
+//! 82 % offload whole, 97 % with 4 stripes; but at 0.8× upload players stall, so it is
+//! experimental, see `docs/operations.md`). Only the player side stays per segment: a player
 //! request names a segment and is answered once every unit of it is held
 //! ([`Scheduler::holds_segment`]), and every unit of a segment has that segment's playback
 //! deadline. With one stripe a unit id is the segment's sequence number and nothing changes.
@@ -3184,7 +3185,7 @@ mod tests {
         let st = Stripes::new(4).unwrap();
         let t0 = Instant::now();
         let n = 400u32;
-        let mut seeds = vec![0u32; 4];
+        let mut seeds = [0u32; 4];
         let mut agents_seeding_two = 0;
         for a in 0..n {
             let cfg = SchedulerConfig {
