@@ -175,7 +175,6 @@ pub struct SwarmTask {
     partials: HashMap<u64, PartialSegment>,
     /// Verified units of striped segments not yet whole: body and whether a peer sent it.
     unit_bodies: HashMap<u64, (Bytes, bool)>,
-    stripes: Stripes,
     last_player: Instant,
     next_poll: Option<Instant>,
     poll_in_flight: bool,
@@ -250,7 +249,6 @@ impl SwarmTask {
             uploads: HashMap::new(),
             partials: HashMap::new(),
             unit_bodies: HashMap::new(),
-            stripes: Stripes::new(p.stripes).unwrap_or_default(),
             last_player: now,
             next_poll: None,
             poll_in_flight: false,
@@ -378,7 +376,7 @@ impl SwarmTask {
             SwarmInput::Closed { conn } => self.drop_conn(now, conn),
             SwarmInput::OriginDone { seq: unit, result } => {
                 self.origin_tasks.remove(&unit);
-                let seq = self.stripes.seq_of(unit);
+                let seq = self.stripes().seq_of(unit);
                 match result {
                     Ok(entry) => {
                         if let Some(seg) = self.segs.get_mut(&seq)
@@ -455,7 +453,7 @@ impl SwarmTask {
                     let _ = reply.send(PlayerAnswer::Ready(e));
                 }
                 None => {
-                    for unit in self.stripes.units(seq) {
+                    for unit in self.stripes().units(seq) {
                         self.sched.handle_evicted(now, unit);
                     }
                     let _ = reply.send(PlayerAnswer::Unknown);
@@ -540,6 +538,7 @@ impl SwarmTask {
     /// Tells the scheduler about the playlist. With `skip_unverified`, segments whose digest
     /// has not been published yet are left out for now (a sidecar re-fetch is pending).
     fn feed_scheduler(&mut self, now: Instant, info: &MediaInfo, skip_unverified: bool) {
+        let st = self.stripes();
         let mut infos = Vec::with_capacity(info.segments.len());
         let mut index = Vec::with_capacity(info.segments.len());
         for s in &info.segments {
@@ -575,9 +574,7 @@ impl SwarmTask {
                 // The split is fixed here: unit ids must not change under the scheduler. Every
                 // agent derives the same split from the same sidecar.
                 entry.fed = true;
-                entry.units = self
-                    .stripes
-                    .count_for(entry.chunks.as_ref().map(ChunkDigests::count));
+                entry.units = st.count_for(entry.chunks.as_ref().map(ChunkDigests::count));
             }
             let duration = Duration::from_secs_f64(s.duration.max(0.0));
             let k = entry.units;
@@ -590,7 +587,7 @@ impl SwarmTask {
                     (_, r) => r.map(|r| r.length),
                 };
                 infos.push(SegmentInfo {
-                    seq: self.stripes.unit(s.seq, j),
+                    seq: st.unit(s.seq, j),
                     digest: entry.digest.map(|d| stripes::unit_digest(&d, j, k)),
                     duration: duration / u32::from(k),
                     size_hint,
@@ -606,7 +603,7 @@ impl SwarmTask {
             let Some(seg) = self.segs.remove(&seq) else {
                 continue;
             };
-            for unit in self.stripes.units(seq) {
+            for unit in self.stripes().units(seq) {
                 self.unit_bodies.remove(&unit);
             }
             // A live segment this far behind the window is no longer listed to any player
@@ -737,7 +734,7 @@ impl SwarmTask {
             Capabilities::UPLOAD
         }
         .union(Capabilities::CUT_THROUGH)
-        .with_stripes(self.stripes);
+        .with_stripes(self.stripes());
         let mut session_cfg = SessionConfig::default();
         session_cfg.limits.max_frame = link
             .sender
@@ -874,11 +871,16 @@ impl SwarmTask {
         }
     }
 
+    /// The swarm's stripe count (the scheduler's).
+    fn stripes(&self) -> Stripes {
+        self.sched.config().stripes
+    }
+
     /// Segment, unit index and unit count of scheduler id `unit` (with one stripe a unit is
     /// its segment).
     fn locate(&self, unit: u64) -> Option<(u64, u8, u8)> {
-        let seq = self.stripes.seq_of(unit);
-        let j = self.stripes.index_of(unit);
+        let seq = self.stripes().seq_of(unit);
+        let j = self.stripes().index_of(unit);
         let seg = self.segs.get(&seq)?;
         (j < seg.units).then_some((seq, j, seg.units))
     }
@@ -924,7 +926,7 @@ impl SwarmTask {
             self.wake(seq, None);
             return;
         }
-        let units: Vec<u64> = (0..k).map(|j| self.stripes.unit(seq, j)).collect();
+        let units: Vec<u64> = (0..k).map(|j| self.stripes().unit(seq, j)).collect();
         if !units.iter().all(|u| self.unit_bodies.contains_key(u)) {
             return;
         }
@@ -969,7 +971,7 @@ impl SwarmTask {
     }
 
     fn drop_units(&mut self, seq: u64) {
-        for u in self.stripes.units(seq) {
+        for u in self.stripes().units(seq) {
             self.unit_bodies.remove(&u);
         }
     }
@@ -992,7 +994,7 @@ impl SwarmTask {
 
     /// The origin's bytes of one unit of a striped segment arrived (or not).
     fn on_unit_origin(&mut self, now: Instant, unit: u64, result: Result<Bytes, OriginError>) {
-        let seq = self.stripes.seq_of(unit);
+        let seq = self.stripes().seq_of(unit);
         match result {
             Ok(body) if self.verify_unit(unit, &body) => {
                 self.sched
@@ -1175,7 +1177,7 @@ impl SwarmTask {
                 } => {
                     if self
                         .segs
-                        .get(&self.stripes.seq_of(seq))
+                        .get(&self.stripes().seq_of(seq))
                         .is_some_and(|s| s.unshareable)
                     {
                         continue;
@@ -1260,7 +1262,7 @@ impl SwarmTask {
                 Action::Failed { seq: unit, .. } => {
                     // Uploads serving our partial copy end with `Absent`.
                     self.partials.remove(&unit);
-                    if let Some(ws) = self.waiters.remove(&self.stripes.seq_of(unit)) {
+                    if let Some(ws) = self.waiters.remove(&self.stripes().seq_of(unit)) {
                         for w in ws {
                             let _ =
                                 w.send(PlayerAnswer::Failed("segment could not be fetched".into()));
@@ -1324,7 +1326,7 @@ impl SwarmTask {
     fn start_upload(&mut self, now: Instant, peer: PeerId, req_id: u32, seq: u64) {
         let shareable = self
             .segs
-            .get(&self.stripes.seq_of(seq))
+            .get(&self.stripes().seq_of(seq))
             .is_some_and(|s| !s.unshareable);
         let entry = if shareable { self.unit_copy(seq) } else { None };
         let partial = match (&entry, shareable) {
@@ -1501,7 +1503,7 @@ impl SwarmTask {
             None => None,
         };
         let (Some(seg), Some(p), Some(unit_start)) = (
-            self.segs.get(&self.stripes.seq_of(seq)),
+            self.segs.get(&self.stripes().seq_of(seq)),
             self.partials.get(&seq),
             unit_start,
         ) else {

@@ -193,7 +193,6 @@ struct World<'c> {
     units: Vec<SegmentInfo>,
     /// Index in `units` of each segment's first unit, plus one end entry.
     first_unit: Vec<usize>,
-    stripes: Stripes,
     seg_dur: Us,
     stats: Vec<SegStat>,
     count_from: u64,
@@ -382,7 +381,6 @@ impl<'c> World<'c> {
             infos,
             units,
             first_unit,
-            stripes,
             seg_dur,
             stats,
             count_from,
@@ -875,7 +873,7 @@ impl<'c> World<'c> {
         if ag
             .sched
             .newest()
-            .is_none_or(|n| seq + hold > self.stripes.seq_of(n))
+            .is_none_or(|n| seq + hold > self.sched_cfg.stripes.seq_of(n))
         {
             return;
         }
@@ -1038,7 +1036,8 @@ impl<'c> World<'c> {
             && let Action::FetchOrigin { seq, reason } = &act
         {
             let w0 = self.cfg.window_segments.max(1) as i64;
-            let publish = (self.stripes.seq_of(*seq) as i64 + 1 - w0) * self.seg_dur as i64;
+            let publish =
+                (self.sched_cfg.stripes.seq_of(*seq) as i64 + 1 - w0) * self.seg_dur as i64;
             eprintln!(
                 "ORG {a} {seq} {:.3} {}",
                 (self.now as i64 - publish) as f64 / 1e6,
@@ -1049,7 +1048,8 @@ impl<'c> World<'c> {
             && let Action::RequestPeer { seq, .. } = &act
         {
             let w0 = self.cfg.window_segments.max(1) as i64;
-            let publish = (self.stripes.seq_of(*seq) as i64 + 1 - w0) * self.seg_dur as i64;
+            let publish =
+                (self.sched_cfg.stripes.seq_of(*seq) as i64 + 1 - w0) * self.seg_dur as i64;
             eprintln!(
                 "REQ {a} {seq} {:.3}",
                 (self.now as i64 - publish) as f64 / 1e6
@@ -1202,7 +1202,7 @@ impl<'c> World<'c> {
                 }
             }
             Action::Failed { seq, .. } => {
-                let whole = self.stripes.seq_of(seq);
+                let whole = self.sched_cfg.stripes.seq_of(seq);
                 let p = &mut self.agents[a as usize].player;
                 if p.waiting == Some(whole) {
                     p.waiting = None;
@@ -1217,9 +1217,9 @@ impl<'c> World<'c> {
 
     /// Size of unit `unit` (the segment without stripes).
     fn seg_size(&self, unit: u64) -> f64 {
-        let seq = self.stripes.seq_of(unit) as usize;
+        let seq = self.sched_cfg.stripes.seq_of(unit) as usize;
         let i = self.first_unit.get(seq).copied().unwrap_or(usize::MAX)
-            + usize::from(self.stripes.index_of(unit));
+            + usize::from(self.sched_cfg.stripes.index_of(unit));
         self.units
             .get(i)
             .filter(|_| self.first_unit.get(seq + 1).is_some_and(|&end| i < end))
@@ -1237,7 +1237,7 @@ impl<'c> World<'c> {
 
     /// Per-segment tallies of the segment unit `unit` belongs to, if it is counted.
     fn stat_of(&mut self, unit: u64) -> Option<&mut SegStat> {
-        let seq = self.stripes.seq_of(unit);
+        let seq = self.sched_cfg.stripes.seq_of(unit);
         if !self.counted(seq) {
             return None;
         }
@@ -1650,7 +1650,7 @@ impl<'c> World<'c> {
             s.obtained_bytes += size;
             s.peer_bytes += peer_bytes.min(size);
         }
-        let whole = self.stripes.seq_of(seq);
+        let whole = self.sched_cfg.stripes.seq_of(seq);
         if self.agents[a as usize].player.waiting == Some(whole)
             && self.agents[a as usize].sched.holds_segment(whole)
         {
