@@ -841,7 +841,7 @@ impl SwarmTask {
         let Some((unit, started)) = c.requests.remove(&req_id) else {
             return;
         };
-        let Some((seq, _, k)) = self.locate(unit) else {
+        let Some((seq, _, _)) = self.locate(unit) else {
             self.sched
                 .handle_transfer_complete(now, peer, req_id, body.len() as u64, true);
             return;
@@ -862,6 +862,16 @@ impl SwarmTask {
         );
         self.sched
             .handle_transfer_complete(now, peer, req_id, len as u64, true);
+        self.peer_copy_in(unit, body);
+    }
+
+    /// A verified copy of `unit` that came (at least partly) from a peer is in, and the
+    /// scheduler knows: it completes the partial copy's uploads, then is cached and handed to
+    /// the players (a whole segment) or kept until its segment's other units are in.
+    fn peer_copy_in(&mut self, unit: u64, body: Bytes) {
+        let Some((seq, _, k)) = self.locate(unit) else {
+            return;
+        };
         self.complete_partial(unit, &body);
         if k > 1 {
             self.store_unit(unit, body, true);
@@ -1548,9 +1558,9 @@ impl SwarmTask {
         let joined = p.join_tail(from_us, tail);
         let tail_len = tail.len() as u64;
         self.tails.remove(&seq);
-        let Some((whole_seq, _, k)) = self.locate(seq) else {
+        if self.locate(seq).is_none() {
             return;
-        };
+        }
         let body = match joined {
             Some(b) if self.verify_unit(seq, &b) => Bytes::from(b),
             joined => {
@@ -1592,13 +1602,7 @@ impl SwarmTask {
             "joined a peer head and an origin tail"
         );
         self.sched.handle_tail_complete(now, seq, size, tail_len);
-        self.complete_partial(seq, &body);
-        if k > 1 {
-            self.store_unit(seq, body, true);
-        } else if let Some(seg) = self.segs.get(&whole_seq) {
-            let entry = self.cache_copy(seg, body, Source::Peer);
-            self.wake(whole_seq, Some(entry));
-        }
+        self.peer_copy_in(seq, body);
     }
 
     /// The origin tail of `seq` did not complete it: the scheduler falls back to a whole fetch.
