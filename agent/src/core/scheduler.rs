@@ -29,6 +29,11 @@
 //!   for a player that sits further behind, earlier for one that is about to stall). A stall
 //!   (delivery after the inferred playback time) shifts the anchor. The margin is at least
 //!   `origin_safety_margin` and at least twice the measured origin fetch time plus 250 ms.
+//!   Past the deadline a segment with no transfer running may still ask a free holder, but only
+//!   while the measured origin time (twice the fetch time plus 250 ms) still fits before the
+//!   need-by time: a `Busy` answer is not a failed attempt, and without that bound an agent whose
+//!   holders are all busy asked them in turn until its player stalled (in the simulator at 0.8×
+//!   upload with 4 stripes: 40 % of watch time).
 //! * **Hedging.** A peer transfer with no progress for `stall_timeout` is hedged to another
 //!   holder while the deadline allows, else to the origin. A transfer whose projected end (from
 //!   its measured rate) is past the segment's need-by time goes to the origin at once and is
@@ -1077,11 +1082,15 @@ impl Scheduler {
     /// Effective origin safety margin: the configured one, or twice the measured origin fetch
     /// time plus 250 ms if that is longer.
     fn margin(&self) -> Duration {
-        let measured = self
-            .origin_ewma
+        self.cfg
+            .origin_safety_margin
+            .max(self.origin_time().unwrap_or_default())
+    }
+
+    /// Twice the measured origin fetch time plus 250 ms, once measured.
+    fn origin_time(&self) -> Option<Duration> {
+        self.origin_ewma
             .and_then(|s| Duration::try_from_secs_f64(2.0 * s + 0.25).ok())
-            .unwrap_or_default();
-        self.cfg.origin_safety_margin.max(measured)
     }
 
     /// The margin with the origin fetches already running: they share our download link, so
@@ -2423,7 +2432,19 @@ impl Scheduler {
         let past_deadline = self.past_deadline(seg, now);
         if seg.fetches.is_empty() {
             let exhausted = seg.peer_attempts >= self.cfg.max_peer_attempts;
-            if !exhausted && let Some(peer) = self.pick_holder(now, seq) {
+            // Past the deadline a holder is still asked while the measured origin fetch time
+            // (not the configured margin) fits before the need-by time, and for no longer
+            // than that time past the deadline. Then only the origin: busy holders would
+            // otherwise be tried in turn (a `Busy` is not an attempt) until the player stalls.
+            let too_late = past_deadline && {
+                let origin = self.origin_time().unwrap_or(self.cfg.origin_safety_margin);
+                seg.need_by.is_none_or(|n| now + origin >= n)
+                    || seg.peer_deadline.is_some_and(|d| now >= d + origin)
+            };
+            if !exhausted
+                && !too_late
+                && let Some(peer) = self.pick_holder(now, seq)
+            {
                 self.request_peer(now, seq, peer, false);
                 return;
             }
@@ -3241,6 +3262,34 @@ mod tests {
         let mut s = joined(t0, 1, &[], cfg);
         assert_eq!(s.handle_player_request(t0, 3), PlayerOutcome::Waiting);
         assert!(origin(&drain(&mut s)).iter().any(|o| o.0 == 3));
+    }
+
+    #[test]
+    fn busy_holders_are_not_tried_in_turn_past_the_deadline() {
+        let t0 = Instant::now();
+        let mut s = joined(t0, 1, &[2, 3, 4], no_seed());
+        live(&mut s, t0, 1..=6);
+        // Startup request: deadline t0 + 1 s, need-by t0 + 2.5 s (no origin time measured
+        // yet, so the configured 1.5 s margin counts).
+        assert_eq!(s.handle_player_request(t0, 6), PlayerOutcome::Waiting);
+        for p in [2, 3, 4] {
+            have(&mut s, t0, p, 6);
+        }
+        let first = requests(&drain(&mut s));
+        assert_eq!(first.len(), 1);
+        // Busy before the deadline: the next holder is asked.
+        let t1 = t0 + Duration::from_millis(100);
+        s.handle_peer_message(t1, first[0].0, &Message::Busy { req_id: first[0].1 });
+        let second = requests(&drain(&mut s));
+        assert_eq!(second.len(), 1);
+        assert_ne!(second[0].0, first[0].0);
+        // Busy after it: the origin, not the third holder (a `Busy` is not a failed attempt,
+        // so asking holders in turn could go on until the player stalls).
+        let t2 = t0 + Duration::from_millis(1200);
+        s.handle_peer_message(t2, second[0].0, &Message::Busy { req_id: second[0].1 });
+        let acts = drain(&mut s);
+        assert!(requests(&acts).is_empty(), "{acts:?}");
+        assert_eq!(origin(&acts), vec![(6, OriginReason::Fallback)]);
     }
 
     #[test]
