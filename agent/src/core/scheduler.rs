@@ -3286,7 +3286,13 @@ mod tests {
         // Busy after it: the origin, not the third holder (a `Busy` is not a failed attempt,
         // so asking holders in turn could go on until the player stalls).
         let t2 = t0 + Duration::from_millis(1200);
-        s.handle_peer_message(t2, second[0].0, &Message::Busy { req_id: second[0].1 });
+        s.handle_peer_message(
+            t2,
+            second[0].0,
+            &Message::Busy {
+                req_id: second[0].1,
+            },
+        );
         let acts = drain(&mut s);
         assert!(requests(&acts).is_empty(), "{acts:?}");
         assert_eq!(origin(&acts), vec![(6, OriginReason::Fallback)]);

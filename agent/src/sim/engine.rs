@@ -1044,16 +1044,24 @@ impl<'c> World<'c> {
                 reason.as_label()
             );
         }
-        if self.trace_obtained
-            && let Action::RequestPeer { seq, .. } = &act
-        {
+        if self.trace_obtained {
             let w0 = self.cfg.window_segments.max(1) as i64;
-            let publish =
-                (self.sched_cfg.stripes.seq_of(*seq) as i64 + 1 - w0) * self.seg_dur as i64;
-            eprintln!(
-                "REQ {a} {seq} {:.3}",
+            let since = |seq: u64| {
+                let publish =
+                    (self.sched_cfg.stripes.seq_of(seq) as i64 + 1 - w0) * self.seg_dur as i64;
                 (self.now as i64 - publish) as f64 / 1e6
-            );
+            };
+            match &act {
+                Action::RequestPeer { seq, peer, .. } => {
+                    let b = self.by_id.get(peer).copied().unwrap_or(u32::MAX);
+                    eprintln!("REQ {a} {seq} {:.3} {b}", since(*seq));
+                }
+                Action::ServePeer { seq, peer, .. } => {
+                    let b = self.by_id.get(peer).copied().unwrap_or(u32::MAX);
+                    eprintln!("SRV {a} {seq} {:.3} {b}", since(*seq));
+                }
+                _ => {}
+            }
         }
         let peer_idx = |w: &Self, p: &PeerId| w.by_id.get(p).copied();
         match act {
@@ -1639,7 +1647,8 @@ impl<'c> World<'c> {
         let from_peer = peer_bytes > 0;
         if self.trace_obtained {
             let w0 = self.cfg.window_segments.max(1) as i64;
-            let publish = (seq as i64 + 1 - w0) * self.seg_dur as i64;
+            let publish =
+                (self.sched_cfg.stripes.seq_of(seq) as i64 + 1 - w0) * self.seg_dur as i64;
             eprintln!(
                 "OBT {a} {seq} {:.3} {}",
                 (self.now as i64 - publish) as f64 / 1e6,
