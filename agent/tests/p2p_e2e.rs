@@ -259,10 +259,10 @@ async fn hostile_case(mode: hostile::Mode) {
 /// A hostile case; `striped` publishes 16 KiB chunk digests, so the test stream's segments
 /// (about 8 chunks) are shared as 4 units and the hostile peer answers unit requests.
 async fn hostile_case_with(mode: hostile::Mode, striped: bool) {
-    // The test stream's segments are about 130 kB. Unstriped (the default) with the default
-    // 64 KiB chunk digests, except the slow case: 16 KiB chunks, so a late transfer can be split
-    // at a fine grain for an origin tail. Striped: `p2p.stripes = 4` and 16 KiB chunks, so each
-    // segment (about 8 chunks) is shared as 4 units.
+    // The test stream's segments are about 130 kB. Unstriped (`p2p.stripes = 1`) with the
+    // default 64 KiB chunk digests, except the slow case: 16 KiB chunks, so a late transfer can
+    // be split at a fine grain for an origin tail. Striped: `p2p.stripes = 4` (the default) and
+    // 16 KiB chunks, so each segment (about 8 chunks) is shared as 4 units.
     let (publish_args, split, agent_env): (&[&str], hostile::Split, &[(&str, &str)]) = match mode {
         _ if striped => (
             &["--chunk-size", "16384"],
@@ -278,7 +278,7 @@ async fn hostile_case_with(mode: hostile::Mode, striped: bool) {
                 stripes: Stripes::WHOLE,
                 chunk: 16384,
             },
-            &[],
+            &[("HIVECAST_AGENT__P2P__STRIPES", "1")],
         ),
         _ => (
             &[],
@@ -286,7 +286,7 @@ async fn hostile_case_with(mode: hostile::Mode, striped: bool) {
                 stripes: Stripes::WHOLE,
                 chunk: hivecast_agent::integrity::DEFAULT_CHUNK_SIZE,
             },
-            &[],
+            &[("HIVECAST_AGENT__P2P__STRIPES", "1")],
         ),
     };
     let live = live_origin_with(

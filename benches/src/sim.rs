@@ -36,8 +36,8 @@ pub struct Args {
     /// that many segments further behind the live edge.
     #[arg(long, default_value_t = 0)]
     live_hold_back: usize,
-    /// Units each segment is shared as (`p2p.stripes`; default: the simulator config's, 1, the
-    /// agent's default: whole segments).
+    /// Units each segment is shared as (`p2p.stripes`; default: the simulator config's, 4, the
+    /// agent's default; 1 = whole segments).
     #[arg(long)]
     stripes: Option<u8>,
     /// RNG seed.

@@ -348,7 +348,7 @@ const DOCS: &[(&str, &str)] = &[
     ),
     (
         "p2p.stripes",
-        "Units each segment with chunk digests is shared as, each from its own peers at once (1 to 8; 1 = whole segments). Every agent of a swarm needs the same value: peers with another one are not connected. 4 raises offload where upload is plentiful but stalls players where it is scarce (docs/operations.md).",
+        "Units each segment with chunk digests is shared as, each from its own peers at once (1 to 8; 1 = whole segments). Every agent of a swarm needs the same value: peers with another one are not connected. Segments without chunk digests are always shared whole (docs/operations.md).",
     ),
     ("p2p.webrtc", "WebRTC data-channel transport."),
     (

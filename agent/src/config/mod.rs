@@ -190,10 +190,9 @@ pub struct P2pConfig {
     /// A swarm nobody played from for this long is left.
     #[serde(with = "humantime_serde")]
     pub swarm_idle_timeout: Duration,
-    /// Units each segment with chunk digests is shared as (1 to 8; 1 = whole segments, the
-    /// default). Every agent of a swarm must use the same value: peers with another one are not
-    /// connected. 4 raises offload on well-provisioned swarms but stalls players where upload
-    /// is scarce (see docs/operations.md).
+    /// Units each segment with chunk digests is shared as (1 to 8, default 4; 1 = whole
+    /// segments). Every agent of a swarm must use the same value: peers with another one are
+    /// not connected. Segments without chunk digests are shared whole (see docs/operations.md).
     pub stripes: u8,
     /// WebRTC transport.
     pub webrtc: crate::transport::TransportConfig,
@@ -214,7 +213,7 @@ impl Default for P2pConfig {
             stall_timeout: Duration::from_millis(500),
             startup_wait: Duration::from_secs(1),
             swarm_idle_timeout: Duration::from_secs(30),
-            stripes: 1,
+            stripes: 4,
             webrtc: crate::transport::TransportConfig::default(),
         }
     }

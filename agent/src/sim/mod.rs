@@ -192,7 +192,7 @@ pub struct SimConfig {
     /// many segments, so they sit that much further behind the origin's live edge.
     pub live_hold_back: usize,
     /// The agent's `p2p.stripes`: units each segment with chunk digests is shared as (default
-    /// 1, whole segments, as in the agent; see `crate::core::stripes`).
+    /// 4, as in the agent; 1 = whole segments; see `crate::core::stripes`).
     pub stripes: u8,
     /// Peers the tracker hands out (target connections per agent).
     pub degree: usize,
@@ -252,7 +252,7 @@ impl Default for SimConfig {
             poll_interval_ms: None,
             player_latency_segments: 3,
             live_hold_back: 0,
-            stripes: 1,
+            stripes: 4,
             degree: 20,
             max_degree: 30,
             connect_delay_ms: 500.0,
