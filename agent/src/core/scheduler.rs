@@ -31,9 +31,10 @@
 //!   `origin_safety_margin` and at least twice the measured origin fetch time plus 250 ms.
 //!   Past the deadline a segment with no transfer running may still ask a free holder, but only
 //!   while the measured origin time (twice the fetch time plus 250 ms) still fits before the
-//!   need-by time: a `Busy` answer is not a failed attempt, and without that bound an agent whose
-//!   holders are all busy asked them in turn until its player stalled (in the simulator at 0.8×
-//!   upload with 4 stripes: 40 % of watch time).
+//!   need-by time, and for no longer than that time past the deadline: a `Busy` answer is not a
+//!   failed attempt, and without that bound an agent whose holders are all busy asked them in
+//!   turn until its player stalled (in the simulator at 0.8× upload with 4 stripes: 40 % of
+//!   watch time).
 //! * **Hedging.** A peer transfer with no progress for `stall_timeout` is hedged to another
 //!   holder while the deadline allows, else to the origin. A transfer whose projected end (from
 //!   its measured rate) is past the segment's need-by time goes to the origin at once and is
