@@ -933,16 +933,14 @@ impl<'c> World<'c> {
         let now = self.now;
         let dur = self.seg_dur;
         let warmup = self.warmup;
+        if self.trace_obtained && self.agents[a as usize].alive {
+            eprintln!("NEED {a} {seq} {:.3}", self.since_publish(seq));
+        }
         let ag = &mut self.agents[a as usize];
         if !ag.alive {
             return;
         }
         let p = &mut ag.player;
-        if self.trace_obtained {
-            let w0 = self.cfg.window_segments.max(1) as i64;
-            let publish = (seq as i64 + 1 - w0) * dur as i64;
-            eprintln!("NEED {a} {seq} {:.3}", (now as i64 - publish) as f64 / 1e6);
-        }
         if p.delivered_to > seq {
             self.push(now + dur, Ev::PlayerNeed { a, seq: seq + 1 });
         } else {
@@ -1035,22 +1033,14 @@ impl<'c> World<'c> {
         if self.trace_obtained
             && let Action::FetchOrigin { seq, reason } = &act
         {
-            let w0 = self.cfg.window_segments.max(1) as i64;
-            let publish =
-                (self.sched_cfg.stripes.seq_of(*seq) as i64 + 1 - w0) * self.seg_dur as i64;
             eprintln!(
                 "ORG {a} {seq} {:.3} {}",
-                (self.now as i64 - publish) as f64 / 1e6,
+                self.since_publish(self.sched_cfg.stripes.seq_of(*seq)),
                 reason.as_label()
             );
         }
         if self.trace_obtained {
-            let w0 = self.cfg.window_segments.max(1) as i64;
-            let since = |seq: u64| {
-                let publish =
-                    (self.sched_cfg.stripes.seq_of(seq) as i64 + 1 - w0) * self.seg_dur as i64;
-                (self.now as i64 - publish) as f64 / 1e6
-            };
+            let since = |unit: u64| self.since_publish(self.sched_cfg.stripes.seq_of(unit));
             match &act {
                 Action::RequestPeer { seq, peer, .. } => {
                     let b = self.by_id.get(peer).copied().unwrap_or(u32::MAX);
@@ -1222,6 +1212,13 @@ impl<'c> World<'c> {
     }
 
     // ----- transfers ----------------------------------------------------------------------------
+
+    /// Trace: seconds since segment `seq` was published (negative before).
+    fn since_publish(&self, seq: u64) -> f64 {
+        let w0 = self.cfg.window_segments.max(1) as i64;
+        let publish = (seq as i64 + 1 - w0) * self.seg_dur as i64;
+        (self.now as i64 - publish) as f64 / 1e6
+    }
 
     /// Size of unit `unit` (the segment without stripes).
     fn seg_size(&self, unit: u64) -> f64 {
@@ -1646,12 +1643,9 @@ impl<'c> World<'c> {
         let size = self.seg_size(seq) as u64;
         let from_peer = peer_bytes > 0;
         if self.trace_obtained {
-            let w0 = self.cfg.window_segments.max(1) as i64;
-            let publish =
-                (self.sched_cfg.stripes.seq_of(seq) as i64 + 1 - w0) * self.seg_dur as i64;
             eprintln!(
                 "OBT {a} {seq} {:.3} {}",
-                (self.now as i64 - publish) as f64 / 1e6,
+                self.since_publish(self.sched_cfg.stripes.seq_of(seq)),
                 if from_peer { "peer" } else { "origin" }
             );
         }
