@@ -143,6 +143,13 @@ struct Xfer {
     /// Matches the one pending end event; globally unique, so a stale event of an earlier
     /// transfer that used the same slot can never complete this one.
     epoch: u64,
+    /// Projected end at the current rate.
+    end: Us,
+    /// Time of the pending end event, if one is pending. An end that moves later (a link
+    /// shared by one more transfer) keeps that event, which re-arms itself when it fires
+    /// early; only an end that moves earlier needs a new one. Most rate changes slow a
+    /// transfer, so this saves most of the end events that would otherwise go stale.
+    armed: Option<Us>,
     /// Unique per transfer (slots are reused).
     uid: u64,
     /// Ran ahead of its partial source; waits in the source's `waiters`.
@@ -559,7 +566,7 @@ impl<'c> World<'c> {
                     return;
                 }
                 self.announce(a);
-                let t = self.now + us(self.cfg.tracker_interval_s);
+                let t = self.now + self.announce_gap(a);
                 self.push(t, Ev::Tracker(a));
             }
             Ev::Connect(a, b) => self.connect(a, b),
@@ -673,7 +680,7 @@ impl<'c> World<'c> {
         let changed = self.poll(a);
         let t = self.next_poll_at(changed);
         self.push(t, Ev::Poll(a));
-        let t = self.now + us(self.cfg.tracker_interval_s);
+        let t = self.now + self.announce_gap(a);
         self.push(t, Ev::Tracker(a));
         // First player request happens on the first playlist (inside `poll`).
     }
@@ -711,6 +718,18 @@ impl<'c> World<'c> {
             let d = self.link_delay(a, nb);
             self.push(self.now + d, Ev::Disconnect { to: nb, from: a });
         }
+    }
+
+    /// Time to `a`'s next announce: sooner while it has fewer peers than it seeks (the
+    /// connections it asked for are set up by then).
+    fn announce_gap(&self, a: u32) -> Us {
+        let short = self.agents[a as usize].neighbors.len() < self.cfg.degree;
+        let secs = if short {
+            self.cfg.hungry_interval_s
+        } else {
+            self.cfg.tracker_interval_s
+        };
+        us(secs).max(1)
     }
 
     fn announce(&mut self, a: u32) {
@@ -1288,6 +1307,8 @@ impl<'c> World<'c> {
             start_at,
             tail,
             epoch: 0,
+            end: 0,
+            armed: None,
             uid: self.next_uid,
             waiting: false,
             corrupt,
@@ -1366,15 +1387,40 @@ impl<'c> World<'c> {
             let remaining = (t.size - t.done).max(0.0);
             let begin = self.now.max(t.start_at);
             let end = begin + us(remaining / rate) + t.tail;
-            self.next_epoch += 1;
-            let epoch = self.next_epoch;
             if let Some(t) = self.xfers[x as usize].as_mut() {
                 t.rate = rate;
-                t.epoch = epoch;
+                t.end = end;
             }
-            if !waiting {
-                self.push(end, Ev::XferEnd { x, epoch });
+            if waiting {
+                // It ends when its source's copy does (`release_waiters`).
+                self.disarm(x);
+            } else {
+                self.arm(x);
             }
+        }
+    }
+
+    /// Makes sure an end event of transfer `x` fires no later than its projected end.
+    fn arm(&mut self, x: u32) {
+        let Some(t) = self.xfers[x as usize].as_mut() else {
+            return;
+        };
+        if t.armed.is_some_and(|at| at <= t.end) {
+            return;
+        }
+        self.next_epoch += 1;
+        t.epoch = self.next_epoch;
+        t.armed = Some(t.end);
+        let (end, epoch) = (t.end, t.epoch);
+        self.push(end, Ev::XferEnd { x, epoch });
+    }
+
+    /// Voids the pending end event of transfer `x`.
+    fn disarm(&mut self, x: u32) {
+        if let Some(t) = self.xfers[x as usize].as_mut() {
+            self.next_epoch += 1;
+            t.epoch = self.next_epoch;
+            t.armed = None;
         }
     }
 
@@ -1467,10 +1513,17 @@ impl<'c> World<'c> {
     }
 
     fn xfer_end(&mut self, x: u32, epoch: u64) {
-        let Some(t) = self.xfers[x as usize].as_ref() else {
+        let now = self.now;
+        let Some(t) = self.xfers[x as usize].as_mut() else {
             return;
         };
         if t.epoch != epoch {
+            return;
+        }
+        t.armed = None;
+        if t.end > now {
+            // Slowed down since this event was set: fire again at the new end.
+            self.arm(x);
             return;
         }
         let (part, size0, seq, uid, from) = (t.part, t.size, t.seq, t.uid, t.from);
@@ -1688,11 +1741,8 @@ impl<'c> World<'c> {
             }
             t.waiting = false;
             let last = chunk.min(t.size);
-            let end = self.now + us(last / t.rate.max(1.0)) + t.tail;
-            self.next_epoch += 1;
-            t.epoch = self.next_epoch;
-            let epoch = t.epoch;
-            self.push(end, Ev::XferEnd { x, epoch });
+            t.end = self.now + us(last / t.rate.max(1.0)) + t.tail;
+            self.arm(x);
         }
     }
 

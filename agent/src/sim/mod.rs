@@ -41,9 +41,12 @@
 //! * **Origin.** Each fetch takes `origin_latency_ms` to first byte and then flows at
 //!   `min(origin_rate_x × bitrate, receiver download share)`; aggregate origin capacity is
 //!   unbounded (a CDN).
-//! * **Tracker.** On joining and every `tracker_interval_s` an agent is connected to random live
-//!   agents until it has `degree` peers (a peer accepts up to `max_degree`); connections take
-//!   `connect_delay_ms`. The tracker's swarm size (live agents) is fed to every scheduler.
+//! * **Tracker.** On joining and then every `hungry_interval_s` while it has fewer than `degree`
+//!   peers (else every `tracker_interval_s`) an agent is connected to random live agents until
+//!   it has `degree` peers (a peer accepts up to `max_degree`); connections take
+//!   `connect_delay_ms`. The defaults are the agent's: it seeks `p2p.max_peers` (8) peers,
+//!   answers offers only while below that, and re-announces every 5 s while short of peers,
+//!   every minute otherwise. The tracker's swarm size (live agents) is fed to every scheduler.
 //! * **Churn.** Departures are a Poisson process of `churn_per_min` × N per minute; each
 //!   departure is replaced by a new agent, so the population stays at N.
 //!
@@ -89,8 +92,16 @@ pub fn validate(cfg: &SimConfig) -> Result<(), String> {
     positive("bitrate_bps", cfg.bitrate_bps);
     positive("upload_mean_x", cfg.upload_mean_x);
     positive("download_mean_x", cfg.download_mean_x);
+    positive("tracker_interval_s", cfg.tracker_interval_s);
+    positive("hungry_interval_s", cfg.hungry_interval_s);
     if let Some(ms) = cfg.poll_interval_ms {
         positive("poll_interval_ms", ms);
+    }
+    if cfg.degree == 0 || cfg.max_degree < cfg.degree {
+        errs.push(format!(
+            "degree must be at least 1 and max_degree at least degree (got {} and {})",
+            cfg.degree, cfg.max_degree
+        ));
     }
     if cfg.agents == 0 {
         errs.push("agents must be at least 1".into());
@@ -194,14 +205,19 @@ pub struct SimConfig {
     /// The agent's `p2p.stripes`: units each segment with chunk digests is shared as (default
     /// 4, as in the agent; 1 = whole segments; see `crate::core::stripes`).
     pub stripes: u8,
-    /// Peers the tracker hands out (target connections per agent).
+    /// Connections an agent seeks (the agent's `p2p.max_peers`, default 8).
     pub degree: usize,
-    /// Most connections an agent accepts.
+    /// Most connections an agent accepts. The agent answers offers only while below
+    /// `p2p.max_peers`, so the default equals `degree`.
     pub max_degree: usize,
     /// Connection set-up time (signalling + ICE + DTLS), ms.
     pub connect_delay_ms: f64,
-    /// Re-announce interval, seconds.
+    /// Re-announce interval with `degree` peers, seconds (the agent's `p2p.announce_interval`,
+    /// default 60).
     pub tracker_interval_s: f64,
+    /// Re-announce interval below `degree` peers, seconds (the agent's
+    /// `p2p.hungry_announce_interval`, default 5).
+    pub hungry_interval_s: f64,
     /// Mean upload rate as a multiple of the bitrate.
     pub upload_mean_x: f64,
     /// Log-normal sigma of upload rates.
@@ -238,6 +254,8 @@ pub struct SimConfig {
 
 impl Default for SimConfig {
     fn default() -> Self {
+        // The mesh the agent forms with its default settings.
+        let p2p = crate::config::P2pConfig::default();
         SimConfig {
             seed: 1,
             agents: 100,
@@ -253,10 +271,11 @@ impl Default for SimConfig {
             player_latency_segments: 3,
             live_hold_back: 0,
             stripes: 4,
-            degree: 20,
-            max_degree: 30,
+            degree: p2p.max_peers,
+            max_degree: p2p.max_peers,
             connect_delay_ms: 500.0,
-            tracker_interval_s: 30.0,
+            tracker_interval_s: p2p.announce_interval.as_secs_f64(),
+            hungry_interval_s: p2p.hungry_announce_interval.as_secs_f64(),
             upload_mean_x: 1.5,
             upload_sigma: 0.5,
             download_mean_x: 10.0,

@@ -139,6 +139,9 @@ fn config_deserializes_with_defaults_and_rejects_unknown_keys() {
     assert_eq!(c.agents, 5);
     assert_eq!(c.scheduler.upload_slots, 1);
     assert_eq!(c.degree, SimConfig::default().degree);
+    // The default mesh is the agent's.
+    let p2p = crate::config::P2pConfig::default();
+    assert_eq!((c.degree, c.max_degree), (p2p.max_peers, p2p.max_peers));
     assert!(serde_json::from_str::<SimConfig>(r#"{"agentz": 5}"#).is_err());
     assert!(serde_json::from_str::<SimConfig>(r#"{"scheduler": {"nope": 1}}"#).is_err());
 }
@@ -167,6 +170,8 @@ fn bad_configs_are_reported_all_at_once() {
         duration_s: -1.0,
         chunk_size: 100,
         churn_per_min: 2.0,
+        max_degree: 3,
+        hungry_interval_s: 0.0,
         ..SimConfig::default()
     };
     cfg.scheduler.seed_fraction_max = 0.01;
@@ -177,6 +182,8 @@ fn bad_configs_are_reported_all_at_once() {
         "chunk_size",
         "churn_per_min",
         "seed_fraction",
+        "max_degree",
+        "hungry_interval_s",
     ] {
         assert!(e.contains(needle), "{needle} missing from: {e}");
     }
