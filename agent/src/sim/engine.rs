@@ -108,12 +108,10 @@ struct Player {
 }
 
 struct Agent {
-    id: PeerId,
     alive: bool,
     sched: Scheduler,
     up: f64,
     down: f64,
-    lat: Us,
     corrupt: bool,
     neighbors: Vec<u32>,
     ups: Vec<u32>,
@@ -184,6 +182,11 @@ struct World<'c> {
     heap: CalendarQueue<Ev>,
     n: u64,
     agents: Vec<Agent>,
+    /// Peer id and one-way latency of every agent, by index: read for every message sent, so
+    /// kept apart from the large `Agent` records (a sender touches its neighbours' entries
+    /// without pulling their schedulers into the cache).
+    ids: Vec<PeerId>,
+    lats: Vec<Us>,
     alive: Vec<u32>,
     alive_pos: Vec<usize>,
     by_id: IdMap,
@@ -376,6 +379,8 @@ impl<'c> World<'c> {
             heap: CalendarQueue::default(),
             n: 0,
             agents: Vec::new(),
+            ids: Vec::new(),
+            lats: Vec::new(),
             alive: Vec::new(),
             alive_pos: Vec::new(),
             by_id: IdMap::default(),
@@ -488,12 +493,10 @@ impl<'c> World<'c> {
         self.created += 1;
         let idx = self.agents.len() as u32;
         self.agents.push(Agent {
-            id,
             alive: false,
             sched,
             up,
             down,
-            lat,
             corrupt,
             neighbors: Vec::new(),
             ups: Vec::new(),
@@ -505,6 +508,8 @@ impl<'c> World<'c> {
             join_t: 0,
             player: Player::default(),
         });
+        self.ids.push(id);
+        self.lats.push(lat);
         self.alive_pos.push(usize::MAX);
         self.by_id.insert(id, idx);
         idx
@@ -612,7 +617,7 @@ impl<'c> World<'c> {
                     }
                 };
                 let now = self.at(self.now);
-                let from_id = self.agents[from as usize].id;
+                let from_id = self.ids[from as usize];
                 self.agents[to as usize]
                     .sched
                     .handle_peer_message(now, from_id, &msg);
@@ -624,7 +629,7 @@ impl<'c> World<'c> {
                 }
                 self.unlink(to, from);
                 let now = self.at(self.now);
-                let from_id = self.agents[from as usize].id;
+                let from_id = self.ids[from as usize];
                 self.agents[to as usize]
                     .sched
                     .handle_peer_disconnected(now, from_id);
@@ -673,7 +678,7 @@ impl<'c> World<'c> {
         self.alive.push(a);
         // Fresh scheduler clock.
         self.agents[a as usize].sched =
-            Scheduler::new(now, self.agents[a as usize].id, self.sched_cfg.clone())
+            Scheduler::new(now, self.ids[a as usize], self.sched_cfg.clone())
                 .unwrap_or_else(|e| panic!("simulation scheduler config invalid: {e}"));
         self.announce(a);
         // The poll phase follows from the join time (joins are spread in time).
@@ -778,7 +783,7 @@ impl<'c> World<'c> {
             return;
         }
         let now = self.at(self.now);
-        let (ida, idb) = (self.agents[ua].id, self.agents[ub].id);
+        let (ida, idb) = (self.ids[ua], self.ids[ub]);
         let ok_a = self.agents[ua].sched.handle_peer_connected(now, idb);
         let ok_b = self.agents[ub].sched.handle_peer_connected(now, ida);
         if ok_a && ok_b {
@@ -818,7 +823,7 @@ impl<'c> World<'c> {
     }
 
     fn link_delay(&mut self, a: u32, b: u32) -> Us {
-        let base = self.agents[a as usize].lat + self.agents[b as usize].lat;
+        let base = self.lats[a as usize] + self.lats[b as usize];
         if self.cfg.loss > 0.0 && self.rng.random::<f64>() < self.cfg.loss {
             base + us(self.cfg.rto_ms / 1000.0)
         } else {
@@ -1138,7 +1143,7 @@ impl<'c> World<'c> {
             } => {
                 let nbs = self.agents[a as usize].neighbors.clone();
                 for b in nbs {
-                    let id = self.agents[b as usize].id;
+                    let id = self.ids[b as usize];
                     if !self.agents[a as usize].sched.needs_have(&id, seq, partial) {
                         continue;
                     }
@@ -1288,7 +1293,7 @@ impl<'c> World<'c> {
         let (tail, start_at) = match from {
             None => (0, self.now + us(self.cfg.origin_latency_ms / 1000.0)),
             Some(f) => {
-                let lat = self.agents[f as usize].lat + self.agents[to as usize].lat;
+                let lat = self.lats[f as usize] + self.lats[to as usize];
                 let loss = us(chunks as f64 * self.cfg.loss * self.cfg.rto_ms / 1000.0);
                 self.messages += chunks;
                 self.message_bytes += size as u64 + chunks * DATA_HEADER_LEN as u64;
@@ -1497,7 +1502,7 @@ impl<'c> World<'c> {
         if corrupt {
             // The first chunk fails its digest: the receiver drops the transfer and bans the
             // sender; nothing of it is kept or forwarded.
-            let from_id = self.agents[from as usize].id;
+            let from_id = self.ids[from as usize];
             let chunk = self.cfg.chunk_size;
             self.remove_xfer(x);
             self.agents[to as usize]
@@ -1589,8 +1594,8 @@ impl<'c> World<'c> {
                         self.agents[f as usize].up as u64
                     );
                 }
-                let to_id = self.agents[to as usize].id;
-                let from_id = self.agents[f as usize].id;
+                let to_id = self.ids[to as usize];
+                let from_id = self.ids[f as usize];
                 if self.agents[f as usize].alive {
                     self.agents[f as usize]
                         .sched
@@ -1772,7 +1777,7 @@ impl<'c> World<'c> {
             let (req_id, seq, done, size) = (t.req_id, t.seq, t.done, t.size);
             let done = done.min(self.forwardable(f, seq, size)) as u64;
             let size = size as u64;
-            let from_id = self.agents[f as usize].id;
+            let from_id = self.ids[f as usize];
             self.agents[a as usize]
                 .sched
                 .handle_transfer_progress(now, from_id, req_id, done, size);
