@@ -140,8 +140,8 @@
 //! has its own seeds, and a unit crosses a link in a fraction of a whole segment's time, so it
 //! reaches more agents before the deadline (in the simulator, 1,000 viewers with 8 peers each:
 //! 79 % offload whole, 94.5 % with 4 stripes at 1.5× upload; 45 % and 63 % at 0.8×; the
-//! agent's config defaults to 4, see `docs/operations.md`). Only the player side stays per segment: a player
-//! request names a segment and is answered once every unit of it is held
+//! agent's config defaults to 4, see `docs/operations.md`). Only the player side stays per
+//! segment: a player request names a segment and is answered once every unit of it is held
 //! ([`Scheduler::holds_segment`]), and every unit of a segment has that segment's playback
 //! deadline. With one stripe a unit id is the segment's sequence number and nothing changes.
 //!
@@ -1093,6 +1093,18 @@ impl Scheduler {
         t
     }
 
+    /// Adds `seq` to the units with timers (a change `poll_timeout` must see).
+    fn activate(&mut self, seq: u64) {
+        self.active.insert(seq);
+        self.segs.touch(seq);
+    }
+
+    /// Removes `seq` from the units with timers.
+    fn deactivate(&mut self, seq: u64) {
+        self.active.remove(&seq);
+        self.segs.touch(seq);
+    }
+
     /// Brings [`Timers`] up to date and returns the earliest wake-up time.
     fn update_timers(&self) -> Option<Instant> {
         let margin = self.margin_now();
@@ -1303,8 +1315,7 @@ impl Scheduler {
             seg.holder_seen = self.swarm.peers().iter().any(|p| holds(p, info.seq));
             self.segs.insert(info.seq, seg);
             if wanted {
-                self.active.insert(info.seq);
-                self.segs.touch(info.seq);
+                self.activate(info.seq);
                 self.drive(now, info.seq);
             }
         }
@@ -1485,8 +1496,7 @@ impl Scheduler {
                 seg.peer_attempts = 0;
                 seg.marks.clear();
             }
-            self.active.insert(unit);
-            self.segs.touch(unit);
+            self.activate(unit);
             self.drive(now, unit);
         }
         self.vod_lookahead(now, seq);
@@ -1527,9 +1537,7 @@ impl Scheduler {
                     let deadline = need.checked_sub(margin).unwrap_or(now).max(now);
                     seg.set_deadline(deadline, need);
                 }
-                self.active.insert(unit);
-                self.segs.touch(unit);
-                self.segs.touch(unit);
+                self.activate(unit);
                 self.drive(now, unit);
             }
         }
@@ -2092,9 +2100,7 @@ impl Scheduler {
                 if seg.fetches.is_empty() {
                     seg.status = SegmentStatus::Failed;
                     seg.player_waiting = false;
-                    self.active.remove(&seq);
-                    self.segs.touch(seq);
-                    self.segs.touch(seq);
+                    self.deactivate(seq);
                     self.counters.failed += 1;
                     self.actions.push_back(Action::Failed {
                         seq,
@@ -2165,8 +2171,7 @@ impl Scheduler {
         let was_waiting = std::mem::replace(&mut seg.player_waiting, false);
         let adapt = self.live && seg.is_new && !seg.elected && source == Source::Peer;
         seg.marks.clear();
-        self.active.remove(&seq);
-        self.segs.touch(seq);
+        self.deactivate(seq);
         for f in losers {
             self.counters.cancelled += 1;
             match f.from {
@@ -2217,8 +2222,7 @@ impl Scheduler {
             .iter()
             .filter(|f| f.from == FetchFrom::Origin)
             .count();
-        self.active.remove(&seq);
-        self.segs.touch(seq);
+        self.deactivate(seq);
         if seg.tail.is_some() {
             self.actions.push_back(Action::CancelOrigin { seq });
         }
