@@ -562,3 +562,78 @@ async fn stream_without_digests_plays_origin_only_with_a_warning() {
     .await
     .expect("test timed out");
 }
+
+/// Peers `a` is connected to, from its metrics.
+async fn peers_of(a: &AgentProc) -> f64 {
+    metric(&metrics_of(a).await, "hivecast_agent_peers", "")
+}
+
+/// Agents seek `p2p.max_peers` peers but answer offers up to `p2p.accept_peers`, so an agent
+/// that joins a swarm whose members are all full still gets connected. With `max_peers = 1`
+/// and `accept_peers = 1` four agents could form at most two pairs and every agent would stay
+/// at one peer; with `accept_peers = 3` the later joiners connect to the earlier ones, which
+/// then hold more peers than they seek (never more than `accept_peers`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_answer_offers_beyond_the_peers_they_seek() {
+    let _serial = serial().await;
+    tokio::time::timeout(Duration::from_secs(180), async {
+        let live = live_origin("accept", true).await;
+        let tracker = spawn_tracker(0);
+        let env = [
+            ("HIVECAST_AGENT__P2P__MAX_PEERS", "1"),
+            ("HIVECAST_AGENT__P2P__ACCEPT_PEERS", "3"),
+        ];
+        let mut agents: Vec<AgentProc> = Vec::new();
+        let mut players = Vec::new();
+        for i in 0..4 {
+            let a = spawn_agent(&live.origin.base_url(), Some(&tracker.url()), &env);
+            players.push(tokio::spawn(play(live_url(&a, &live.origin), 24)));
+            agents.push(a);
+            // Readiness: the tracker counts the new member before the next one joins.
+            let mut members = 0.0;
+            for _ in 0..100 {
+                let t = get(&format!("http://{}/metrics", tracker.admin))
+                    .await
+                    .text();
+                members = metric(&t, "hivecast_tracker_peers", "");
+                if members >= (i + 1) as f64 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            assert!(members >= (i + 1) as f64, "agent {i} did not announce");
+        }
+        // Every agent connected, and some agent holds more peers than it seeks.
+        let mut peers = Vec::new();
+        for _ in 0..150 {
+            peers.clear();
+            for a in &agents {
+                peers.push(peers_of(a).await);
+            }
+            if peers.iter().all(|&p| p >= 1.0) && peers.iter().any(|&p| p >= 2.0) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        eprintln!("peers per agent: {peers:?}");
+        assert!(
+            peers.iter().all(|&p| p >= 1.0),
+            "an agent found no peer: {peers:?}"
+        );
+        assert!(
+            peers.iter().any(|&p| p >= 2.0),
+            "no agent accepted an offer beyond max_peers: {peers:?}"
+        );
+        assert!(
+            peers.iter().all(|&p| p <= 3.0),
+            "an agent exceeded accept_peers: {peers:?}"
+        );
+        for (a, t) in agents.iter().zip(players) {
+            let r = t.await.expect("player");
+            assert_identical(&r, &live.digests);
+            assert_eq!(r.stalls, 0, "player stalled: {r:?}\n{}", a.proc_.log());
+        }
+    })
+    .await
+    .expect("test timed out");
+}

@@ -304,7 +304,11 @@ const DOCS: &[(&str, &str)] = &[
     ),
     (
         "p2p.max_peers",
-        "Peers per swarm (one swarm per media playlist).",
+        "Peers per swarm (one swarm per media playlist) the agent seeks: it sends offers while below this.",
+    ),
+    (
+        "p2p.accept_peers",
+        "Offers from other agents are answered while the swarm has fewer peers than this (at least max_peers), so agents joining a full swarm find room at once.",
     ),
     (
         "p2p.offers_per_announce",
@@ -651,6 +655,27 @@ mod tests {
         let f = file("[p2p]\nstartup_wait = \"0s\"\n");
         let cfg = load(Some(&f.0), env(&[]), &Overrides::default()).expect("valid");
         assert!(cfg.p2p.startup_wait.is_zero());
+    }
+
+    #[test]
+    fn accept_peers_is_at_least_max_peers() {
+        // Below the peers an agent seeks it would refuse the offers its own mesh needs.
+        let f = file("[p2p]\nmax_peers = 10\naccept_peers = 9\n");
+        let err = load(Some(&f.0), env(&[]), &Overrides::default()).expect_err("invalid");
+        assert!(
+            err.to_string()
+                .contains("p2p.accept_peers must be between p2p.max_peers (10) and 200 (got 9)"),
+            "{err}"
+        );
+        let f = file("[p2p]\naccept_peers = 201\n");
+        assert!(load(Some(&f.0), env(&[]), &Overrides::default()).is_err());
+        let cfg = load(
+            None,
+            env(&[("HIVECAST_AGENT__P2P__ACCEPT_PEERS", "16")]),
+            &Overrides::default(),
+        )
+        .expect("valid");
+        assert_eq!((cfg.p2p.max_peers, cfg.p2p.accept_peers), (8, 16));
     }
 
     #[test]

@@ -157,8 +157,13 @@ pub struct P2pConfig {
     /// Tracker URL (`ws://` or `wss://`, may carry an access token). Empty: P2P is off and
     /// every segment comes from the origin.
     pub tracker: String,
-    /// Peers per swarm (one swarm per media playlist).
+    /// Peers per swarm (one swarm per media playlist) that the agent seeks: it sends offers
+    /// with its announces while below this.
     pub max_peers: usize,
+    /// Offers from other agents are answered while the swarm has fewer than this many peers
+    /// (at least `max_peers`). Accepting a few more peers than the agent seeks lets agents that
+    /// join a swarm whose members all have `max_peers` connect to them at once.
+    pub accept_peers: usize,
     /// Offers sent with an announce while below `max_peers`.
     pub offers_per_announce: usize,
     /// Longest re-announce interval (the tracker's `interval` wins when shorter).
@@ -203,6 +208,7 @@ impl Default for P2pConfig {
         Self {
             tracker: String::new(),
             max_peers: 8,
+            accept_peers: 12,
             offers_per_announce: 3,
             announce_interval: Duration::from_secs(60),
             hungry_announce_interval: Duration::from_secs(5),
@@ -439,6 +445,12 @@ impl AgentConfig {
         }
         if self.p2p.max_peers == 0 || self.p2p.max_peers > 200 {
             errs.push("p2p.max_peers must be between 1 and 200".into());
+        }
+        if self.p2p.accept_peers < self.p2p.max_peers || self.p2p.accept_peers > 200 {
+            errs.push(format!(
+                "p2p.accept_peers must be between p2p.max_peers ({}) and 200 (got {})",
+                self.p2p.max_peers, self.p2p.accept_peers
+            ));
         }
         if self.p2p.offers_per_announce == 0 || self.p2p.offers_per_announce > 10 {
             errs.push("p2p.offers_per_announce must be between 1 and 10".into());

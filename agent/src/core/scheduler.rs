@@ -1774,20 +1774,32 @@ impl Scheduler {
                 p.partial.insert(seq);
             }
         }
-        // A fresh announcement lifts an earlier busy mark from this peer.
-        if let Some(seg) = self.segs.get_mut(&seq) {
-            seg.marks
-                .retain(|(p, m)| !(*p == peer && matches!(m, Mark::BusyUntil(_))));
+        // A fresh announcement lifts an earlier busy mark from this peer. (Units are looked
+        // up without `get_mut` first: most announcements are of units we hold, and a mutable
+        // access would make `poll_timeout` recompute the unit's timers for nothing.)
+        let busy_mark = |(p, m): &(PeerId, Mark)| *p == peer && matches!(m, Mark::BusyUntil(_));
+        if self
+            .segs
+            .get(&seq)
+            .is_some_and(|seg| seg.marks.iter().any(busy_mark))
+            && let Some(seg) = self.segs.get_mut(&seq)
+        {
+            seg.marks.retain(|m| !busy_mark(m));
         }
         self.on_available(now, seq);
     }
 
     fn on_available(&mut self, now: Instant, seq: u64) {
-        let Some(seg) = self.segs.get_mut(&seq) else {
+        let Some(seg) = self.segs.get(&seq) else {
             return;
         };
-        seg.holder_seen = true;
-        if seg.wanted && !seg.is_final() && seg.fetches.is_empty() {
+        let drive = seg.wanted && !seg.is_final() && seg.fetches.is_empty();
+        if !seg.holder_seen
+            && let Some(seg) = self.segs.get_mut(&seq)
+        {
+            seg.holder_seen = true;
+        }
+        if drive {
             self.drive(now, seq);
         }
     }

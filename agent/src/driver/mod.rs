@@ -110,6 +110,7 @@ impl P2p {
                 url,
                 offers_per_announce: cfg.p2p.offers_per_announce,
                 max_peers: cfg.p2p.max_peers,
+                accept_peers: cfg.p2p.accept_peers,
                 max_announce_interval: cfg.p2p.announce_interval,
                 hungry_announce_interval: cfg.p2p.hungry_announce_interval,
                 reconnect_min: Duration::from_millis(250),

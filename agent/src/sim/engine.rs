@@ -676,6 +676,16 @@ impl<'c> World<'c> {
         }
         self.alive_pos[a as usize] = self.alive.len();
         self.alive.push(a);
+        if self.trace_obtained {
+            let ag = &self.agents[a as usize];
+            let bps = self.cfg.bitrate_bps / 8.0;
+            eprintln!(
+                "AGT {a} {:.3} {:.3} {:.3}",
+                self.now as f64 / 1e6,
+                ag.up / bps,
+                ag.down / bps
+            );
+        }
         // Fresh scheduler clock.
         self.agents[a as usize].sched =
             Scheduler::new(now, self.ids[a as usize], self.sched_cfg.clone())
@@ -1057,10 +1067,25 @@ impl<'c> World<'c> {
         if self.trace_obtained
             && let Action::FetchOrigin { seq, reason } = &act
         {
+            // What the neighbourhood looked like: holders, receivers, and neighbours whose
+            // upload slots were all taken.
+            let (mut have, mut fetching, mut full) = (0, 0, 0);
+            for &b in &self.agents[a as usize].neighbors {
+                let sb = &self.agents[b as usize].sched;
+                match sb.status(*seq) {
+                    Some(SegmentStatus::Have) => have += 1,
+                    Some(SegmentStatus::Fetching) => fetching += 1,
+                    _ => {}
+                }
+                if sb.uploads_in_flight() >= sb.slots() {
+                    full += 1;
+                }
+            }
             eprintln!(
-                "ORG {a} {seq} {:.3} {}",
+                "ORG {a} {seq} {:.3} {} {have} {fetching} {full} {}",
                 self.since_publish(self.sched_cfg.stripes.seq_of(*seq)),
-                reason.as_label()
+                reason.as_label(),
+                self.agents[a as usize].neighbors.len()
             );
         }
         if self.trace_obtained {

@@ -45,8 +45,8 @@
 //!   peers (else every `tracker_interval_s`) an agent is connected to random live agents until
 //!   it has `degree` peers (a peer accepts up to `max_degree`); connections take
 //!   `connect_delay_ms`. The defaults are the agent's: it seeks `p2p.max_peers` (8) peers,
-//!   answers offers only while below that, and re-announces every 5 s while short of peers,
-//!   every minute otherwise. The tracker's swarm size (live agents) is fed to every scheduler.
+//!   answers offers while below `p2p.accept_peers` (12), and re-announces every 5 s while
+//!   short of peers, every minute otherwise. The tracker's swarm size (live agents) is fed to every scheduler.
 //! * **Churn.** Departures are a Poisson process of `churn_per_min` × N per minute; each
 //!   departure is replaced by a new agent, so the population stays at N.
 //!
@@ -54,11 +54,14 @@
 //!
 //! With `HIVECAST_SIM_OBTAINED` set, the simulator prints one line per event of interest to
 //! stderr, times in seconds after the segment was published: `OBT agent seq t source` (a copy
-//! obtained), `ORG agent seq t reason` (an origin fetch started), `REQ agent seq t` (a peer
-//! request), `NEED agent seq t` (the player needs the segment), `XFR seq seconds rate
-//! uploader_rate` (a peer transfer ended), `CAN seq done_fraction rate waiting` (a peer transfer
-//! cancelled by its receiver) and `TAIL seq head_fraction split_fraction rate` (an origin
-//! tail). `HIVECAST_SIM_TRACE` prints every message and action (small runs only).
+//! obtained), `ORG agent seq t reason have fetching full neighbours` (an origin fetch started;
+//! how many neighbours held the unit, were receiving it, and had every upload slot taken, out
+//! of how many), `AGT agent t upload download` (an agent joined; rates as bitrate multiples),
+//! `REQ agent seq t` (a peer request), `NEED agent seq t` (the player needs the segment),
+//! `XFR seq seconds rate uploader_rate` (a peer transfer ended), `CAN seq done_fraction rate
+//! waiting` (a peer transfer cancelled by its receiver) and `TAIL seq head_fraction
+//! split_fraction rate` (an origin tail). `HIVECAST_SIM_TRACE` prints every message and action
+//! (small runs only).
 //!
 //! # Report
 //!
@@ -207,8 +210,8 @@ pub struct SimConfig {
     pub stripes: u8,
     /// Connections an agent seeks (the agent's `p2p.max_peers`, default 8).
     pub degree: usize,
-    /// Most connections an agent accepts. The agent answers offers only while below
-    /// `p2p.max_peers`, so the default equals `degree`.
+    /// Most connections an agent accepts (the agent's `p2p.accept_peers`, default 12: it
+    /// answers offers while below that).
     pub max_degree: usize,
     /// Connection set-up time (signalling + ICE + DTLS), ms.
     pub connect_delay_ms: f64,
@@ -272,7 +275,7 @@ impl Default for SimConfig {
             live_hold_back: 0,
             stripes: 4,
             degree: p2p.max_peers,
-            max_degree: p2p.max_peers,
+            max_degree: p2p.accept_peers,
             connect_delay_ms: 500.0,
             tracker_interval_s: p2p.announce_interval.as_secs_f64(),
             hungry_interval_s: p2p.hungry_announce_interval.as_secs_f64(),

@@ -141,7 +141,7 @@ fn config_deserializes_with_defaults_and_rejects_unknown_keys() {
     assert_eq!(c.degree, SimConfig::default().degree);
     // The default mesh is the agent's.
     let p2p = crate::config::P2pConfig::default();
-    assert_eq!((c.degree, c.max_degree), (p2p.max_peers, p2p.max_peers));
+    assert_eq!((c.degree, c.max_degree), (p2p.max_peers, p2p.accept_peers));
     assert!(serde_json::from_str::<SimConfig>(r#"{"agentz": 5}"#).is_err());
     assert!(serde_json::from_str::<SimConfig>(r#"{"scheduler": {"nope": 1}}"#).is_err());
 }

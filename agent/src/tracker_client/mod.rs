@@ -38,8 +38,10 @@ pub struct TrackerClientConfig {
     pub url: Url,
     /// Offers sent with an announce when more peers are wanted (WebTorrent caps it at 5–10).
     pub offers_per_announce: usize,
-    /// Peers wanted per swarm; no offers are sent or accepted beyond it.
+    /// Peers wanted per swarm; no offers are sent beyond it.
     pub max_peers: usize,
+    /// Offers received are answered while a swarm has fewer peers than this (`≥ max_peers`).
+    pub accept_peers: usize,
     /// Upper bound on the re-announce interval (the tracker's `interval` is used when shorter).
     pub max_announce_interval: Duration,
     /// Re-announce sooner than the interval while below `max_peers`.
@@ -105,7 +107,8 @@ impl TrackerHandle {
         let _ = self.tx.send(Command::Leave(info_hash)).await;
     }
     /// Tell the client which peers the swarm is connected to (it stops offering at
-    /// `max_peers`, and ignores offers from peers it already has).
+    /// `max_peers`, stops answering offers at `accept_peers`, and ignores offers from peers it
+    /// already has).
     pub fn set_peers(&self, info_hash: [u8; 20], peers: Vec<[u8; 20]>, banned: Vec<[u8; 20]>) {
         let _ = self.tx.try_send(Command::Peers(info_hash, peers, banned));
     }
@@ -529,7 +532,7 @@ impl Client {
                     return;
                 };
                 let from = o.peer_id.as_bytes();
-                if s.peers >= self.cfg.max_peers
+                if s.peers >= self.cfg.accept_peers.max(self.cfg.max_peers)
                     || s.connected.contains(from)
                     || s.banned.contains(from)
                 {

@@ -119,6 +119,7 @@ pub fn start(
             url: Url::parse(tracker_url).expect("tracker url"),
             offers_per_announce: 2,
             max_peers: 4,
+            accept_peers: 4,
             max_announce_interval: Duration::from_secs(5),
             hungry_announce_interval: Duration::from_secs(1),
             reconnect_min: Duration::from_millis(100),
