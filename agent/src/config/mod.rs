@@ -208,7 +208,7 @@ impl Default for P2pConfig {
         Self {
             tracker: String::new(),
             max_peers: 8,
-            accept_peers: 12,
+            accept_peers: 10,
             offers_per_announce: 3,
             announce_interval: Duration::from_secs(60),
             hungry_announce_interval: Duration::from_secs(5),

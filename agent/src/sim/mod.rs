@@ -45,7 +45,7 @@
 //!   peers (else every `tracker_interval_s`) an agent is connected to random live agents until
 //!   it has `degree` peers (a peer accepts up to `max_degree`); connections take
 //!   `connect_delay_ms`. The defaults are the agent's: it seeks `p2p.max_peers` (8) peers,
-//!   answers offers while below `p2p.accept_peers` (12), and re-announces every 5 s while
+//!   answers offers while below `p2p.accept_peers` (10), and re-announces every 5 s while
 //!   short of peers, every minute otherwise. The tracker's swarm size (live agents) is fed to every scheduler.
 //! * **Churn.** Departures are a Poisson process of `churn_per_min` × N per minute; each
 //!   departure is replaced by a new agent, so the population stays at N.
@@ -210,7 +210,7 @@ pub struct SimConfig {
     pub stripes: u8,
     /// Connections an agent seeks (the agent's `p2p.max_peers`, default 8).
     pub degree: usize,
-    /// Most connections an agent accepts (the agent's `p2p.accept_peers`, default 12: it
+    /// Most connections an agent accepts (the agent's `p2p.accept_peers`, default 10: it
     /// answers offers while below that).
     pub max_degree: usize,
     /// Connection set-up time (signalling + ICE + DTLS), ms.
