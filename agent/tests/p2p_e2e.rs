@@ -484,17 +484,7 @@ async fn tracker_down_playback_continues_and_p2p_resumes() {
         }
         let tracker2 = spawn_tracker(port);
         // The agents reconnect with backoff and announce again.
-        let mut announced = 0.0;
-        for _ in 0..100 {
-            let t = get(&format!("http://{}/metrics", tracker2.admin))
-                .await
-                .text();
-            announced = metric(&t, "hivecast_tracker_peers", "");
-            if announced >= 3.0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let announced = tracker_peers_reach(&tracker2.admin, 3.0, Duration::from_millis(200)).await;
         assert!(
             announced >= 3.0,
             "agents did not re-announce to the restarted tracker"
@@ -563,6 +553,21 @@ async fn stream_without_digests_plays_origin_only_with_a_warning() {
     .expect("test timed out");
 }
 
+/// Polls the tracker's `hivecast_tracker_peers` at `admin` every `every` (100 times at most)
+/// until it reaches `want`; returns the last value.
+async fn tracker_peers_reach(admin: &std::net::SocketAddr, want: f64, every: Duration) -> f64 {
+    let mut peers = 0.0;
+    for _ in 0..100 {
+        let t = get(&format!("http://{admin}/metrics")).await.text();
+        peers = metric(&t, "hivecast_tracker_peers", "");
+        if peers >= want {
+            break;
+        }
+        tokio::time::sleep(every).await;
+    }
+    peers
+}
+
 /// Peers `a` is connected to, from its metrics.
 async fn peers_of(a: &AgentProc) -> f64 {
     metric(&metrics_of(a).await, "hivecast_agent_peers", "")
@@ -590,18 +595,10 @@ async fn agents_answer_offers_beyond_the_peers_they_seek() {
             players.push(tokio::spawn(play(live_url(&a, &live.origin), 24)));
             agents.push(a);
             // Readiness: the tracker counts the new member before the next one joins.
-            let mut members = 0.0;
-            for _ in 0..100 {
-                let t = get(&format!("http://{}/metrics", tracker.admin))
-                    .await
-                    .text();
-                members = metric(&t, "hivecast_tracker_peers", "");
-                if members >= (i + 1) as f64 {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            assert!(members >= (i + 1) as f64, "agent {i} did not announce");
+            let want = (i + 1) as f64;
+            let members =
+                tracker_peers_reach(&tracker.admin, want, Duration::from_millis(100)).await;
+            assert!(members >= want, "agent {i} did not announce");
         }
         // Every agent connected, and some agent holds more peers than it seeks.
         let mut peers = Vec::new();
