@@ -158,6 +158,14 @@ async fn run(cfg: AgentConfig) -> ExitCode {
             "origin.allow is empty: every proxied request will be refused (use --allow-origin)"
         );
     }
+    // Before starting: the ready line must find SIGTERM handled.
+    let signals = match hivecast_agent::task::Signals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("hivecast-agent: installing signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let running = match hivecast_agent::app::start(cfg, &[]).await {
         Ok(r) => r,
         Err(e) => {
@@ -172,7 +180,7 @@ async fn run(cfg: AgentConfig) -> ExitCode {
     );
     tracing::info!(listen = %running.listen, admin = %running.admin, "agent started");
     let cancel = running.supervisor.cancel.clone();
-    tokio::spawn(hivecast_agent::task::watch_signals(cancel.clone()));
+    tokio::spawn(hivecast_agent::task::watch_signals(cancel.clone(), signals));
     cancel.cancelled().await;
     if running.shutdown(grace).await {
         tracing::info!("shut down cleanly");

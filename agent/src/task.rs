@@ -43,34 +43,58 @@ impl Supervisor {
     }
 }
 
-/// Waits for SIGTERM or SIGINT, then cancels `cancel`. A second signal exits at once with
-/// status 130.
-pub async fn watch_signals(cancel: CancellationToken) {
-    wait_for_signal().await;
+/// Waits for SIGTERM or SIGINT (from `signals`), then cancels `cancel`. A second signal exits
+/// at once with status 130.
+pub async fn watch_signals(cancel: CancellationToken, mut signals: Signals) {
+    signals.recv().await;
     tracing::info!("shutdown signal received; draining (send again to exit at once)");
     cancel.cancel();
-    wait_for_signal().await;
+    signals.recv().await;
     tracing::warn!("second signal: exiting now");
     std::process::exit(130);
 }
 
-#[cfg(unix)]
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot install SIGTERM handler");
-            return std::future::pending().await;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
+/// The SIGTERM and SIGINT listeners behind [`watch_signals`]. Install them before the process
+/// says it is ready: until they exist a signal has its default action, so a supervisor (or a
+/// test) that sends SIGTERM as soon as it reads the ready line would kill the process instead
+/// of draining it.
+#[derive(Debug)]
+pub struct Signals {
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
 }
 
-#[cfg(not(unix))]
-async fn wait_for_signal() {
-    let _ = tokio::signal::ctrl_c().await;
+impl Signals {
+    /// Installs the listeners (needs a Tokio runtime with signals enabled).
+    #[cfg(unix)]
+    pub fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// Installs the listeners (Ctrl-C only on this platform; it is installed when awaited).
+    #[cfg(not(unix))]
+    pub fn install() -> std::io::Result<Self> {
+        Ok(Signals {})
+    }
+
+    /// The next SIGTERM or SIGINT.
+    #[cfg(unix)]
+    pub async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
+
+    /// The next Ctrl-C.
+    #[cfg(not(unix))]
+    pub async fn recv(&mut self) {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

@@ -273,21 +273,45 @@ impl App {
         }
     }
 
-    /// Serves until SIGTERM or SIGINT, then shuts down gracefully; a second signal
-    /// during the drain exits at once.
-    pub async fn run_until_signal(self) -> Result<Stopped, AppError> {
-        let mut term = signal(SignalKind::terminate()).map_err(AppError::Signals)?;
-        let mut int = signal(SignalKind::interrupt()).map_err(AppError::Signals)?;
+    /// Serves until SIGTERM or SIGINT (from `signals`), then shuts down gracefully; a second
+    /// signal during the drain exits at once.
+    pub async fn run_until_signal(self, mut signals: Signals) -> Result<Stopped, AppError> {
         tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
+            () = signals.recv() => {}
             () = self.fatal.cancelled() => return Ok(Stopped::Failed),
         }
         tracing::info!(grace = ?self.grace, "shutting down; a second signal exits at once");
         tokio::select! {
             stopped = self.shutdown() => Ok(stopped),
-            _ = term.recv() => Ok(Stopped::Forced),
-            _ = int.recv() => Ok(Stopped::Forced),
+            () = signals.recv() => Ok(Stopped::Forced),
+        }
+    }
+}
+
+/// The SIGTERM and SIGINT listeners behind [`App::run_until_signal`]. Install them before
+/// [`App::bind`]: until they exist a signal has its default action, so a supervisor (or a
+/// test) that sends SIGTERM as soon as it reads "tracker listening" would kill the process
+/// instead of draining it.
+#[derive(Debug)]
+pub struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Installs both listeners (needs a Tokio runtime with signals enabled).
+    pub fn install() -> Result<Self, AppError> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).map_err(AppError::Signals)?,
+            int: signal(SignalKind::interrupt()).map_err(AppError::Signals)?,
+        })
+    }
+
+    /// The next SIGTERM or SIGINT.
+    pub async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
         }
     }
 }

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use hivecast_tracker::app::App;
+use hivecast_tracker::app::{App, Signals};
 use hivecast_tracker::config::{self, Overrides};
 use tracing_subscriber::EnvFilter;
 
@@ -96,8 +96,10 @@ fn run(cfg: config::Config) -> anyhow::Result<u8> {
         .build()
         .context("starting the tokio runtime")?;
     runtime.block_on(async {
+        // Before binding: the "tracker listening" line must find SIGTERM handled.
+        let signals = Signals::install()?;
         let app = App::bind(cfg).await?;
-        let stopped = app.run_until_signal().await?;
+        let stopped = app.run_until_signal(signals).await?;
         tracing::info!(?stopped, "tracker stopped");
         Ok(stopped.exit_code())
     })

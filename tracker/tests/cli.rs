@@ -1,5 +1,6 @@
 //! The binary: `--print-default-config` equals `config/tracker.toml`, bad config exits
-//! 64 listing every problem, SIGTERM drains and exits 0, a second signal exits at once.
+//! 64 listing every problem, SIGTERM drains and exits 0 (also when sent the moment the
+//! ready line appears), a second signal exits at once.
 
 mod common;
 
@@ -177,6 +178,18 @@ fn sigterm_drains_and_exits_zero() {
         }
     }));
     assert_eq!(t.wait_exit(Duration::from_secs(10)), Some(0));
+}
+
+#[test]
+fn sigterm_as_soon_as_the_ready_line_appears_still_drains() {
+    // The binary installs its signal listeners before it logs "tracker listening"; a
+    // supervisor may signal the moment it reads that line.
+    for _ in 0..3 {
+        let mut t = Running::start(&[]);
+        t.wait_for("tracker listening");
+        t.signal("-TERM");
+        assert_eq!(t.wait_exit(Duration::from_secs(10)), Some(0));
+    }
 }
 
 #[test]

@@ -47,6 +47,9 @@ pub enum PublishError {
         "chunk size {0} is invalid: use 0 (no chunk digests) or {MIN_CHUNK_SIZE}..={MAX_CHUNK_SIZE} bytes"
     )]
     ChunkSize(u32),
+    /// `--watch`: the SIGTERM/SIGINT listeners cannot be installed.
+    #[error("installing signal handlers: {0}")]
+    Signals(std::io::Error),
 }
 
 /// Checks a `--chunk-size` value: 0 (no chunk digests) or within the parser's range.
@@ -331,6 +334,12 @@ pub async fn run(
     chunk_size: u32,
 ) -> Result<(), PublishError> {
     check_chunk_size(chunk_size)?;
+    // Installed before the first scan, so a signal sent once it reports is handled.
+    let signals = if watch {
+        Some(crate::task::Signals::install().map_err(PublishError::Signals)?)
+    } else {
+        None
+    };
     let mut publisher = Publisher::with_chunk_size(chunk_size);
     let report = publisher.scan(dir)?;
     tracing::info!(
@@ -338,14 +347,14 @@ pub async fn run(
         written = report.written,
         "digests published"
     );
-    if !watch {
+    let Some(signals) = signals else {
         if report.playlists == 0 {
             tracing::warn!(dir = %dir.display(), "no media playlists found");
         }
         return Ok(());
-    }
+    };
     let cancel = tokio_util::sync::CancellationToken::new();
-    tokio::spawn(crate::task::watch_signals(cancel.clone()));
+    tokio::spawn(crate::task::watch_signals(cancel.clone(), signals));
     let mut tick = tokio::time::interval(interval.max(Duration::from_millis(10)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
