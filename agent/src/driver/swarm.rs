@@ -720,8 +720,8 @@ impl SwarmTask {
             }
             self.close_conn(now, old);
         }
-        let most = self.s.cfg.p2p.accept_peers.max(self.s.cfg.p2p.max_peers);
-        if self.conns.len() >= most * 2 {
+        // The config guarantees accept_peers >= max_peers.
+        if self.conns.len() >= self.s.cfg.p2p.accept_peers * 2 {
             tokio::spawn(async move {
                 link.handle.close().await;
             });
