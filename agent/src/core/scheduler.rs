@@ -151,7 +151,7 @@
 //! cancelled); VOD playlists are capped at `max_segments`; per-peer availability is a sliding
 //! window; the queue of refused requesters and the ban list are capped.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::core::ids::{Digest, PeerId};
@@ -760,6 +760,8 @@ struct Seg {
     tail: Option<Tail>,
     /// An origin tail of this segment failed: no second one.
     tail_failed: bool,
+    /// Has timers: wanted and not settled (see `Scheduler::activate`).
+    active: bool,
 }
 
 impl Seg {
@@ -787,6 +789,7 @@ impl Seg {
             origin_retry_at: None,
             tail: None,
             tail_failed: false,
+            active: false,
         }
     }
 
@@ -841,22 +844,89 @@ struct PlayerModel {
 
 /// The tracked units, keyed by unit id. Every mutable access records the unit as *touched* so
 /// [`Scheduler::poll_timeout`] recomputes only the wake-up times of units that changed (see
-/// [`Timers`]); reads go straight to the map.
+/// [`Timers`]); reads do not.
+///
+/// Kept as sorted deques rather than a `BTreeMap`: a live window is a run of consecutive ids
+/// that grows at the back and is forgotten from the front, so a unit usually sits at its id's
+/// offset from the first id, and a lookup reads one slot where a tree walks a node per level
+/// (the simulator drives ten thousand schedulers, and its run time is mostly such memory
+/// walks). Ids out of order or with gaps fall back to a binary search. Whether a unit has
+/// timers (`Scheduler::activate`) is a flag on the unit, not a second set.
 #[derive(Debug, Default)]
 struct Units {
-    map: BTreeMap<u64, Seg>,
+    /// The first id (meaningless while empty), so that the usual lookup goes straight to the
+    /// unit's slot.
+    base: u64,
+    /// The ids in order, for range queries.
+    ids: VecDeque<u64>,
+    /// The units in the same order, each with its id (a lookup confirms it in the line it reads
+    /// anyway).
+    units: VecDeque<(u64, Seg)>,
     /// Units changed since the last `poll_timeout`.
     touched: std::cell::RefCell<Vec<u64>>,
 }
 
-impl std::ops::Deref for Units {
-    type Target = BTreeMap<u64, Seg>;
-    fn deref(&self) -> &Self::Target {
-        &self.map
-    }
-}
-
 impl Units {
+    /// Where `seq` is (`Ok`) or would be inserted (`Err`).
+    fn find(&self, seq: u64) -> Result<usize, usize> {
+        if let Some(i) = seq
+            .checked_sub(self.base)
+            .and_then(|d| usize::try_from(d).ok())
+            && self.units.get(i).is_some_and(|(id, _)| *id == seq)
+        {
+            return Ok(i);
+        }
+        self.ids.binary_search(&seq)
+    }
+
+    /// Index range of the ids within `r`.
+    fn span(&self, r: &impl std::ops::RangeBounds<u64>) -> std::ops::Range<usize> {
+        use std::ops::Bound;
+        let lo = match r.start_bound() {
+            Bound::Included(&a) => self.ids.partition_point(|&x| x < a),
+            Bound::Excluded(&a) => self.ids.partition_point(|&x| x <= a),
+            Bound::Unbounded => 0,
+        };
+        let hi = match r.end_bound() {
+            Bound::Included(&b) => self.ids.partition_point(|&x| x <= b),
+            Bound::Excluded(&b) => self.ids.partition_point(|&x| x < b),
+            Bound::Unbounded => self.ids.len(),
+        };
+        lo..hi.max(lo)
+    }
+
+    fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    fn contains_key(&self, seq: &u64) -> bool {
+        self.find(*seq).is_ok()
+    }
+
+    fn get(&self, seq: &u64) -> Option<&Seg> {
+        let i = self.find(*seq).ok()?;
+        self.units.get(i).map(|(_, s)| s)
+    }
+
+    /// Units with ids in `r`, in id order.
+    fn range(&self, r: impl std::ops::RangeBounds<u64>) -> impl Iterator<Item = (&u64, &Seg)> {
+        self.units.range(self.span(&r)).map(|(id, s)| (id, s))
+    }
+
+    /// Units in id order.
+    fn iter(&self) -> impl DoubleEndedIterator<Item = (&u64, &Seg)> {
+        self.units.iter().map(|(id, s)| (id, s))
+    }
+
+    #[cfg(test)]
+    fn keys(&self) -> impl Iterator<Item = &u64> {
+        self.ids.iter()
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Seg> {
+        self.units.iter().map(|(_, s)| s)
+    }
+
     /// Records that `seq`'s timers may have changed (also used when it enters or leaves the
     /// active set). Past [`TOUCHED_MAX`] entries the list stops growing: everything is then
     /// recomputed anyway.
@@ -869,17 +939,42 @@ impl Units {
 
     fn get_mut(&mut self, seq: &u64) -> Option<&mut Seg> {
         self.touch(*seq);
-        self.map.get_mut(seq)
+        let i = self.find(*seq).ok()?;
+        self.units.get_mut(i).map(|(_, s)| s)
     }
 
+    /// Adds or replaces unit `seq`.
     fn insert(&mut self, seq: u64, seg: Seg) {
         self.touch(seq);
-        self.map.insert(seq, seg);
+        match self.find(seq) {
+            Ok(i) => self.units[i].1 = seg,
+            Err(i) => {
+                self.ids.insert(i, seq);
+                self.units.insert(i, (seq, seg));
+            }
+        }
+        self.rebase();
     }
 
     fn remove(&mut self, seq: &u64) -> Option<Seg> {
         self.touch(*seq);
-        self.map.remove(seq)
+        let i = self.find(*seq).ok()?;
+        self.ids.remove(i);
+        let seg = self.units.remove(i).map(|(_, s)| s);
+        self.rebase();
+        seg
+    }
+
+    /// Marks `seq` as having timers (or not); either way it is touched.
+    fn set_active(&mut self, seq: u64, active: bool) {
+        self.touch(seq);
+        if let Ok(i) = self.find(seq) {
+            self.units[i].1.active = active;
+        }
+    }
+
+    fn rebase(&mut self) {
+        self.base = self.ids.front().copied().unwrap_or(0);
     }
 }
 
@@ -910,7 +1005,6 @@ pub struct Scheduler {
     me: PeerId,
     swarm: SwarmView,
     segs: Units,
-    active: BTreeSet<u64>,
     actions: VecDeque<Action>,
     outstanding: Vec<Outstanding>,
     uploads: Vec<Upload>,
@@ -959,7 +1053,6 @@ impl Scheduler {
             me,
             swarm: SwarmView::new(),
             segs: Units::default(),
-            active: BTreeSet::new(),
             actions: VecDeque::new(),
             outstanding: Vec::new(),
             uploads: Vec::new(),
@@ -1095,14 +1188,12 @@ impl Scheduler {
 
     /// Adds `seq` to the units with timers (a change `poll_timeout` must see).
     fn activate(&mut self, seq: u64) {
-        self.active.insert(seq);
-        self.segs.touch(seq);
+        self.segs.set_active(seq, true);
     }
 
     /// Removes `seq` from the units with timers.
     fn deactivate(&mut self, seq: u64) {
-        self.active.remove(&seq);
-        self.segs.touch(seq);
+        self.segs.set_active(seq, false);
     }
 
     /// Brings [`Timers`] up to date and returns the earliest wake-up time.
@@ -1113,15 +1204,16 @@ impl Scheduler {
         let wake_of = |seq: u64| {
             self.segs
                 .get(&seq)
-                .filter(|_| self.active.contains(&seq))
+                .filter(|s| s.active)
                 .and_then(|s| self.wake(s, margin))
         };
         if timers.margin != Some(margin) || touched.len() > TOUCHED_MAX {
             timers.margin = Some(margin);
             timers.wakes = self
-                .active
+                .segs
                 .iter()
-                .filter_map(|&seq| wake_of(seq).map(|t| (seq, t)))
+                .filter(|(_, s)| s.active)
+                .filter_map(|(&seq, s)| self.wake(s, margin).map(|t| (seq, t)))
                 .collect();
         } else {
             touched.sort_unstable();
@@ -1157,9 +1249,10 @@ impl Scheduler {
 
     fn compute_timeout(&self) -> Option<Instant> {
         let margin = self.margin_now();
-        self.active
-            .iter()
-            .filter_map(|seq| self.segs.get(seq).and_then(|s| self.wake(s, margin)))
+        self.segs
+            .values()
+            .filter(|s| s.active)
+            .filter_map(|s| self.wake(s, margin))
             .min()
     }
 
@@ -1169,15 +1262,10 @@ impl Scheduler {
         self.timer_gen += 1;
         let margin = self.margin_now();
         let due: Vec<u64> = self
-            .active
+            .segs
             .iter()
-            .copied()
-            .filter(|seq| {
-                self.segs
-                    .get(seq)
-                    .and_then(|s| self.wake_raw(s, margin))
-                    .is_some_and(|t| t <= now)
-            })
+            .filter(|(_, s)| s.active && self.wake_raw(s, margin).is_some_and(|t| t <= now))
+            .map(|(&seq, _)| seq)
             .collect();
         for seq in due {
             self.drive(now, seq);
@@ -1418,9 +1506,10 @@ impl Scheduler {
             return;
         };
         let ahead: Vec<u64> = self
-            .active
+            .segs
             .range(self.cfg.stripes.unit(last.saturating_add(1), 0)..)
-            .copied()
+            .filter(|(_, s)| s.active)
+            .map(|(&seq, _)| seq)
             .collect();
         for seq in ahead {
             if let Some((deadline, need)) = self.player_deadline(now, seq)
@@ -2832,6 +2921,92 @@ mod tests {
 
     fn live(s: &mut Scheduler, now: Instant, range: std::ops::RangeInclusive<u64>) {
         live_with(s, now, range, None);
+    }
+
+    /// `Units` answers like the ordered map it replaced, for windows that slide (the usual
+    /// case, found at their offset) and for ids that arrive out of order or with gaps (found
+    /// by search), with every kind of range.
+    #[test]
+    fn units_behave_like_an_ordered_map() {
+        use std::collections::BTreeMap;
+        use std::ops::Bound;
+        let info = |seq: u64| SegmentInfo {
+            seq,
+            digest: dig(seq),
+            duration: Duration::from_millis(seq),
+            size_hint: None,
+            chunk_size: None,
+        };
+        let mut units = Units::default();
+        let mut model: BTreeMap<u64, Duration> = BTreeMap::new();
+        let mut x = 7u64;
+        let mut next = 1_000u64;
+        for step in 0..20_000 {
+            x = crate::core::policy::mix64(x);
+            let seq = match x % 10 {
+                // Mostly the next id of a sliding window...
+                0..=5 => {
+                    next += 1 + (x >> 20) % 2;
+                    next
+                }
+                // ...some anywhere near it, some far off.
+                6..=8 => next.saturating_sub((x >> 8) % 64),
+                _ => (x >> 8) % 5_000,
+            };
+            if (x >> 40) % 3 == 0 || model.len() > 60 {
+                // Forget the oldest now and then, or a random one.
+                let victim = if (x >> 44) % 2 == 0 {
+                    model.keys().next().copied()
+                } else {
+                    Some(seq)
+                };
+                if let Some(v) = victim {
+                    assert_eq!(
+                        units.remove(&v).map(|g| g.duration),
+                        model.remove(&v),
+                        "remove {v} at step {step}"
+                    );
+                }
+            } else {
+                units.insert(seq, Seg::new(&info(seq)));
+                model.insert(seq, Duration::from_millis(seq));
+            }
+            assert_eq!(units.len(), model.len());
+            for probe in [seq, seq + 1, seq.saturating_sub(1), next, 0] {
+                assert_eq!(units.contains_key(&probe), model.contains_key(&probe));
+                assert_eq!(
+                    units.get(&probe).map(|g| g.duration),
+                    model.get(&probe).copied()
+                );
+            }
+            let lo = seq.saturating_sub(5);
+            let bounds = [
+                (Bound::Included(lo), Bound::Excluded(seq + 5)),
+                (Bound::Excluded(lo), Bound::Included(seq + 5)),
+                (Bound::Unbounded, Bound::Excluded(seq)),
+                (Bound::Included(seq), Bound::Unbounded),
+                (Bound::Included(seq + 5), Bound::Excluded(lo)),
+            ];
+            for b in bounds {
+                let got: Vec<u64> = units.range(b).map(|(k, _)| *k).collect();
+                let want: Vec<u64> = if matches!(
+                    (b.0, b.1),
+                    (Bound::Included(a), Bound::Excluded(z)) if a > z
+                ) {
+                    Vec::new()
+                } else {
+                    model.range(b).map(|(k, _)| *k).collect()
+                };
+                assert_eq!(got, want, "range {b:?} at step {step}");
+            }
+        }
+        let keys: Vec<u64> = units.iter().map(|(k, _)| *k).collect();
+        assert_eq!(keys, model.keys().copied().collect::<Vec<_>>());
+        assert!(
+            units
+                .iter()
+                .all(|(k, g)| g.duration == Duration::from_millis(*k))
+        );
     }
 
     /// A live playlist update with segments `range`, with chunk digests of `chunk` bytes if

@@ -142,10 +142,24 @@ impl PeerEntry {
 #[derive(Clone, Debug, Default)]
 pub struct SwarmView {
     peers: Vec<PeerEntry>,
-    /// `peers[i].id`, kept dense so the lookup every peer message starts with touches one or two
-    /// cache lines instead of every entry.
-    ids: Vec<PeerId>,
+    /// A 64-bit digest of `peers[i].id` ([`id_key`]), kept dense so the lookup every peer
+    /// message starts with reads one or two cache lines and compares words; a match is
+    /// confirmed against the entry's full id.
+    keys: Vec<u64>,
     bans: VecDeque<PeerId>,
+}
+
+/// All 20 bytes of a peer id folded into one word (ids share prefixes: the client tag).
+fn id_key(id: &PeerId) -> u64 {
+    let b = &id.0;
+    let word = |i: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&b[i..i + 8]);
+        u64::from_le_bytes(w)
+    };
+    let mut tail = [0u8; 8];
+    tail[..4].copy_from_slice(&b[16..20]);
+    word(0) ^ word(8).rotate_left(21) ^ u64::from_le_bytes(tail).rotate_left(42)
 }
 
 impl SwarmView {
@@ -160,18 +174,24 @@ impl SwarmView {
             return false;
         }
         self.peers.push(PeerEntry::new(id));
-        self.ids.push(id);
+        self.keys.push(id_key(&id));
         true
     }
 
     fn index(&self, id: &PeerId) -> Option<usize> {
-        self.ids.iter().position(|p| p == id)
+        let key = id_key(id);
+        self.keys
+            .iter()
+            .enumerate()
+            .filter(|&(_, &k)| k == key)
+            .map(|(i, _)| i)
+            .find(|&i| self.peers.get(i).is_some_and(|p| p.id == *id))
     }
 
     /// Removes a peer; returns its entry if it was connected.
     pub fn disconnect(&mut self, id: &PeerId) -> Option<PeerEntry> {
         let i = self.index(id)?;
-        self.ids.remove(i);
+        self.keys.remove(i);
         Some(self.peers.remove(i))
     }
 
@@ -313,6 +333,28 @@ mod tests {
                 assert_eq!(w.contains(s), expect, "seq {s}");
             }
         }
+    }
+
+    /// Lookups confirm the full id: ids whose folded keys collide are still told apart.
+    #[test]
+    fn ids_with_the_same_key_are_told_apart() {
+        let a = pid(1);
+        // Flip the same bit in two words: the fold cancels it.
+        let mut b = a;
+        b.0[0] ^= 1;
+        b.0[8 + (64 - 21) / 8] ^= 1 << ((64 - 21) % 8);
+        assert_ne!(a, b);
+        assert_eq!(id_key(&a), id_key(&b), "the test needs colliding keys");
+        let mut s = SwarmView::new();
+        assert!(s.connect(b));
+        assert!(s.get(&a).is_none());
+        assert!(s.connect(a));
+        s.record_busy(&a);
+        assert_eq!(s.get(&a).map(|p| (p.id, p.busy)), Some((a, 1.0)));
+        assert_eq!(s.get(&b).map(|p| (p.id, p.busy)), Some((b, 0.0)));
+        assert_eq!(s.disconnect(&b).map(|p| p.id), Some(b));
+        assert_eq!(s.get(&a).map(|p| p.id), Some(a));
+        assert!(s.get(&b).is_none());
     }
 
     #[test]
