@@ -14,6 +14,7 @@ use crate::core::scheduler::{
     SegmentStatus,
 };
 use crate::core::stripes::{self, Stripes};
+use crate::sim::mesh::Mesh;
 use crate::sim::queue::CalendarQueue;
 use crate::sim::{OriginFetches, SimConfig, SimReport};
 
@@ -113,7 +114,6 @@ struct Agent {
     up: f64,
     down: f64,
     corrupt: bool,
-    neighbors: Vec<u32>,
     ups: Vec<u32>,
     downs: Vec<u32>,
     timer_at: Option<Us>,
@@ -188,7 +188,9 @@ struct World<'c> {
     ids: Vec<PeerId>,
     lats: Vec<Us>,
     alive: Vec<u32>,
+    /// Position of each agent in `alive` (`usize::MAX` once it left or before it joined).
     alive_pos: Vec<usize>,
+    mesh: Mesh,
     by_id: IdMap,
     bitfields: Vec<Option<Message>>,
     free_bf: Vec<u32>,
@@ -383,6 +385,7 @@ impl<'c> World<'c> {
             lats: Vec::new(),
             alive: Vec::new(),
             alive_pos: Vec::new(),
+            mesh: Mesh::new(cfg.max_degree),
             by_id: IdMap::default(),
             bitfields: Vec::new(),
             free_bf: Vec::new(),
@@ -498,7 +501,6 @@ impl<'c> World<'c> {
             up,
             down,
             corrupt,
-            neighbors: Vec::new(),
             ups: Vec::new(),
             downs: Vec::new(),
             timer_at: None,
@@ -511,6 +513,7 @@ impl<'c> World<'c> {
         self.ids.push(id);
         self.lats.push(lat);
         self.alive_pos.push(usize::MAX);
+        self.mesh.add_agent();
         self.by_id.insert(id, idx);
         idx
     }
@@ -577,8 +580,7 @@ impl<'c> World<'c> {
             Ev::Connect(a, b) => self.connect(a, b),
             Ev::Deliver { to, from, msg } => {
                 if let SimMsg::Bitfield(i) = msg
-                    && (!self.agents[to as usize].alive
-                        || !self.agents[to as usize].neighbors.contains(&from))
+                    && (!self.is_alive(to) || !self.mesh.contains(to, from))
                 {
                     if let Some(slot) = self.bitfields.get_mut(i as usize) {
                         *slot = None;
@@ -589,9 +591,7 @@ impl<'c> World<'c> {
                 if self.trace {
                     eprintln!("{:>10.3} a{to} <- a{from} {msg:?}", self.now as f64 / 1e6);
                 }
-                if !self.agents[to as usize].alive
-                    || !self.agents[to as usize].neighbors.contains(&from)
-                {
+                if !self.is_alive(to) || !self.mesh.contains(to, from) {
                     return;
                 }
                 let msg = match msg {
@@ -641,6 +641,12 @@ impl<'c> World<'c> {
             Ev::PlayerNeed { a, seq } => self.player_need(a, seq),
             Ev::PlayerRetry(a) => self.player_request(a),
         }
+    }
+
+    fn is_alive(&self, a: u32) -> bool {
+        self.alive_pos
+            .get(a as usize)
+            .is_some_and(|&p| p != usize::MAX)
     }
 
     fn pick_alive(&mut self) -> Option<u32> {
@@ -728,7 +734,7 @@ impl<'c> World<'c> {
         for x in xs {
             self.remove_xfer(x);
         }
-        let nbs = std::mem::take(&mut self.agents[a as usize].neighbors);
+        let nbs = self.mesh.take(a);
         for nb in nbs {
             let d = self.link_delay(a, nb);
             self.push(self.now + d, Ev::Disconnect { to: nb, from: a });
@@ -738,7 +744,7 @@ impl<'c> World<'c> {
     /// Time to `a`'s next announce: sooner while it has fewer peers than it seeks (the
     /// connections it asked for are set up by then).
     fn announce_gap(&self, a: u32) -> Us {
-        let short = self.agents[a as usize].neighbors.len() < self.cfg.degree;
+        let short = self.mesh.len(a) < self.cfg.degree;
         let secs = if short {
             self.cfg.hungry_interval_s
         } else {
@@ -753,10 +759,7 @@ impl<'c> World<'c> {
         self.agents[a as usize]
             .sched
             .handle_swarm_size(now, n_alive);
-        let want = self
-            .cfg
-            .degree
-            .saturating_sub(self.agents[a as usize].neighbors.len());
+        let want = self.cfg.degree.saturating_sub(self.mesh.len(a));
         if want == 0 || n_alive < 2 {
             return;
         }
@@ -769,8 +772,8 @@ impl<'c> World<'c> {
             let b = self.alive[self.rng.random_range(0..n_alive)];
             if b == a
                 || picked.contains(&b)
-                || self.agents[a as usize].neighbors.contains(&b)
-                || self.agents[b as usize].neighbors.len() >= self.cfg.max_degree
+                || self.mesh.contains(a, b)
+                || self.mesh.len(b) >= self.cfg.max_degree
             {
                 continue;
             }
@@ -786,9 +789,9 @@ impl<'c> World<'c> {
         let (ua, ub) = (a as usize, b as usize);
         if !self.agents[ua].alive
             || !self.agents[ub].alive
-            || self.agents[ua].neighbors.contains(&b)
-            || self.agents[ua].neighbors.len() >= self.cfg.max_degree
-            || self.agents[ub].neighbors.len() >= self.cfg.max_degree
+            || self.mesh.contains(a, b)
+            || self.mesh.len(a) >= self.cfg.max_degree
+            || self.mesh.len(b) >= self.cfg.max_degree
         {
             return;
         }
@@ -797,8 +800,9 @@ impl<'c> World<'c> {
         let ok_a = self.agents[ua].sched.handle_peer_connected(now, idb);
         let ok_b = self.agents[ub].sched.handle_peer_connected(now, ida);
         if ok_a && ok_b {
-            self.agents[ua].neighbors.push(b);
-            self.agents[ub].neighbors.push(a);
+            // Both rows have room: checked above.
+            self.mesh.push(a, b);
+            self.mesh.push(b, a);
         } else {
             // One side refuses (ban): undo on the other.
             if ok_a {
@@ -813,8 +817,8 @@ impl<'c> World<'c> {
     }
 
     fn unlink(&mut self, a: u32, b: u32) {
-        self.agents[a as usize].neighbors.retain(|&x| x != b);
-        self.agents[b as usize].neighbors.retain(|&x| x != a);
+        self.mesh.remove(a, b);
+        self.mesh.remove(b, a);
         // Transfers between them die with the channel.
         let xs: Vec<u32> = self.agents[a as usize]
             .ups
@@ -1070,7 +1074,7 @@ impl<'c> World<'c> {
             // What the neighbourhood looked like: holders, receivers, and neighbours whose
             // upload slots were all taken.
             let (mut have, mut fetching, mut full) = (0, 0, 0);
-            for &b in &self.agents[a as usize].neighbors {
+            for &b in self.mesh.of(a) {
                 let sb = &self.agents[b as usize].sched;
                 match sb.status(*seq) {
                     Some(SegmentStatus::Have) => have += 1,
@@ -1085,7 +1089,7 @@ impl<'c> World<'c> {
                 "ORG {a} {seq} {:.3} {} {have} {fetching} {full} {}",
                 self.since_publish(self.sched_cfg.stripes.seq_of(*seq)),
                 reason.as_label(),
-                self.agents[a as usize].neighbors.len()
+                self.mesh.len(a)
             );
         }
         if self.trace_obtained {
@@ -1166,7 +1170,7 @@ impl<'c> World<'c> {
                 digest,
                 partial,
             } => {
-                let nbs = self.agents[a as usize].neighbors.clone();
+                let nbs = self.mesh.of(a).to_vec();
                 for b in nbs {
                     let id = self.ids[b as usize];
                     if !self.agents[a as usize].sched.needs_have(&id, seq, partial) {

@@ -72,6 +72,7 @@
 //! they are always `null` here (the emulation bench in `hivecast-bench` fills them).
 
 mod engine;
+mod mesh;
 mod queue;
 #[cfg(test)]
 mod tests;
