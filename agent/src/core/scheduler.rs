@@ -760,8 +760,6 @@ struct Seg {
     tail: Option<Tail>,
     /// An origin tail of this segment failed: no second one.
     tail_failed: bool,
-    /// Has timers: wanted and not settled (see `Scheduler::activate`).
-    active: bool,
 }
 
 impl Seg {
@@ -789,7 +787,6 @@ impl Seg {
             origin_retry_at: None,
             tail: None,
             tail_failed: false,
-            active: false,
         }
     }
 
@@ -851,7 +848,7 @@ struct PlayerModel {
 /// offset from the first id, and a lookup reads one slot where a tree walks a node per level
 /// (the simulator drives ten thousand schedulers, and its run time is mostly such memory
 /// walks). Ids out of order or with gaps fall back to a binary search. Whether a unit has
-/// timers (`Scheduler::activate`) is a flag on the unit, not a second set.
+/// timers (`Scheduler::activate`) is a flag beside its id, not a second set.
 #[derive(Debug, Default)]
 struct Units {
     /// The first id (meaningless while empty), so that the usual lookup goes straight to the
@@ -859,6 +856,9 @@ struct Units {
     base: u64,
     /// The ids in order, for range queries.
     ids: VecDeque<u64>,
+    /// In the same order: has timers (`Scheduler::activate`). Apart from the units so that
+    /// finding the few units with timers reads one line, not every unit.
+    active: VecDeque<bool>,
     /// The units in the same order, each with its id (a lookup confirms it in the line it reads
     /// anyway).
     units: VecDeque<(u64, Seg)>,
@@ -950,6 +950,7 @@ impl Units {
             Ok(i) => self.units[i].1 = seg,
             Err(i) => {
                 self.ids.insert(i, seq);
+                self.active.insert(i, false);
                 self.units.insert(i, (seq, seg));
             }
         }
@@ -960,6 +961,7 @@ impl Units {
         self.touch(*seq);
         let i = self.find(*seq).ok()?;
         self.ids.remove(i);
+        self.active.remove(i);
         let seg = self.units.remove(i).map(|(_, s)| s);
         self.rebase();
         seg
@@ -969,8 +971,28 @@ impl Units {
     fn set_active(&mut self, seq: u64, active: bool) {
         self.touch(seq);
         if let Ok(i) = self.find(seq) {
-            self.units[i].1.active = active;
+            self.active[i] = active;
         }
+    }
+
+    /// Unit `seq` if it has timers.
+    fn get_active(&self, seq: u64) -> Option<&Seg> {
+        let i = self.find(seq).ok()?;
+        if !self.active[i] {
+            return None;
+        }
+        self.units.get(i).map(|(_, s)| s)
+    }
+
+    /// The units with timers and ids in `r`, in id order (the flags are read first, so units
+    /// without timers are not touched).
+    fn active_range(
+        &self,
+        r: impl std::ops::RangeBounds<u64>,
+    ) -> impl Iterator<Item = (u64, &Seg)> {
+        self.span(&r)
+            .filter(|&i| self.active[i])
+            .filter_map(|i| self.units.get(i).map(|(id, s)| (*id, s)))
     }
 
     fn rebase(&mut self) {
@@ -1201,19 +1223,13 @@ impl Scheduler {
         let margin = self.margin_now();
         let mut timers = self.timers.borrow_mut();
         let mut touched = self.segs.touched.borrow_mut();
-        let wake_of = |seq: u64| {
-            self.segs
-                .get(&seq)
-                .filter(|s| s.active)
-                .and_then(|s| self.wake(s, margin))
-        };
+        let wake_of = |seq: u64| self.segs.get_active(seq).and_then(|s| self.wake(s, margin));
         if timers.margin != Some(margin) || touched.len() > TOUCHED_MAX {
             timers.margin = Some(margin);
             timers.wakes = self
                 .segs
-                .iter()
-                .filter(|(_, s)| s.active)
-                .filter_map(|(&seq, s)| self.wake(s, margin).map(|t| (seq, t)))
+                .active_range(..)
+                .filter_map(|(seq, s)| self.wake(s, margin).map(|t| (seq, t)))
                 .collect();
         } else {
             touched.sort_unstable();
@@ -1250,9 +1266,8 @@ impl Scheduler {
     fn compute_timeout(&self) -> Option<Instant> {
         let margin = self.margin_now();
         self.segs
-            .values()
-            .filter(|s| s.active)
-            .filter_map(|s| self.wake(s, margin))
+            .active_range(..)
+            .filter_map(|(_, s)| self.wake(s, margin))
             .min()
     }
 
@@ -1263,9 +1278,9 @@ impl Scheduler {
         let margin = self.margin_now();
         let due: Vec<u64> = self
             .segs
-            .iter()
-            .filter(|(_, s)| s.active && self.wake_raw(s, margin).is_some_and(|t| t <= now))
-            .map(|(&seq, _)| seq)
+            .active_range(..)
+            .filter(|(_, s)| self.wake_raw(s, margin).is_some_and(|t| t <= now))
+            .map(|(seq, _)| seq)
             .collect();
         for seq in due {
             self.drive(now, seq);
@@ -1507,9 +1522,8 @@ impl Scheduler {
         };
         let ahead: Vec<u64> = self
             .segs
-            .range(self.cfg.stripes.unit(last.saturating_add(1), 0)..)
-            .filter(|(_, s)| s.active)
-            .map(|(&seq, _)| seq)
+            .active_range(self.cfg.stripes.unit(last.saturating_add(1), 0)..)
+            .map(|(seq, _)| seq)
             .collect();
         for seq in ahead {
             if let Some((deadline, need)) = self.player_deadline(now, seq)
@@ -2939,6 +2953,7 @@ mod tests {
         };
         let mut units = Units::default();
         let mut model: BTreeMap<u64, Duration> = BTreeMap::new();
+        let mut active = std::collections::BTreeSet::new();
         let mut x = 7u64;
         let mut next = 1_000u64;
         for step in 0..20_000 {
@@ -2966,13 +2981,29 @@ mod tests {
                         model.remove(&v),
                         "remove {v} at step {step}"
                     );
+                    active.remove(&v);
+                }
+            } else if (x >> 50) % 4 == 0 {
+                // Timers on or off, for a unit that may or may not be tracked.
+                let on = (x >> 54) % 2 == 0;
+                units.set_active(seq, on);
+                if on && model.contains_key(&seq) {
+                    active.insert(seq);
+                } else {
+                    active.remove(&seq);
                 }
             } else {
+                // A new unit, or a replaced one (which keeps its timers flag).
                 units.insert(seq, Seg::new(&info(seq)));
                 model.insert(seq, Duration::from_millis(seq));
             }
             assert_eq!(units.len(), model.len());
+            let with_timers: Vec<u64> = units.active_range(..).map(|(k, _)| k).collect();
+            assert_eq!(with_timers, active.iter().copied().collect::<Vec<_>>());
+            let above: Vec<u64> = units.active_range(seq..).map(|(k, _)| k).collect();
+            assert_eq!(above, active.range(seq..).copied().collect::<Vec<_>>());
             for probe in [seq, seq + 1, seq.saturating_sub(1), next, 0] {
+                assert_eq!(units.get_active(probe).is_some(), active.contains(&probe));
                 assert_eq!(units.contains_key(&probe), model.contains_key(&probe));
                 assert_eq!(
                     units.get(&probe).map(|g| g.duration),
