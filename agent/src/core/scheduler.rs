@@ -2968,9 +2968,9 @@ mod tests {
                 6..=8 => next.saturating_sub((x >> 8) % 64),
                 _ => (x >> 8) % 5_000,
             };
-            if (x >> 40) % 3 == 0 || model.len() > 60 {
+            if (x >> 40).is_multiple_of(3) || model.len() > 60 {
                 // Forget the oldest now and then, or a random one.
-                let victim = if (x >> 44) % 2 == 0 {
+                let victim = if (x >> 44).is_multiple_of(2) {
                     model.keys().next().copied()
                 } else {
                     Some(seq)
@@ -2983,9 +2983,9 @@ mod tests {
                     );
                     active.remove(&v);
                 }
-            } else if (x >> 50) % 4 == 0 {
+            } else if (x >> 50).is_multiple_of(4) {
                 // Timers on or off, for a unit that may or may not be tracked.
-                let on = (x >> 54) % 2 == 0;
+                let on = (x >> 54).is_multiple_of(2);
                 units.set_active(seq, on);
                 if on && model.contains_key(&seq) {
                     active.insert(seq);
