@@ -108,8 +108,8 @@ struct Player {
     play_from: Us,
 }
 
+/// An agent ever created (whether it is in the swarm now: `World::is_alive`).
 struct Agent {
-    alive: bool,
     sched: Scheduler,
     up: f64,
     down: f64,
@@ -188,7 +188,8 @@ struct World<'c> {
     ids: Vec<PeerId>,
     lats: Vec<Us>,
     alive: Vec<u32>,
-    /// Position of each agent in `alive` (`usize::MAX` once it left or before it joined).
+    /// Position of each agent in `alive`, `usize::MAX` before it joined and once it left: the
+    /// one record of whether an agent is in the swarm (`is_alive`).
     alive_pos: Vec<usize>,
     mesh: Mesh,
     by_id: IdMap,
@@ -496,7 +497,6 @@ impl<'c> World<'c> {
         self.created += 1;
         let idx = self.agents.len() as u32;
         self.agents.push(Agent {
-            alive: false,
             sched,
             up,
             down,
@@ -530,7 +530,7 @@ impl<'c> World<'c> {
         self.now = self.end;
         // Close open stalls and watch time.
         for a in 0..self.agents.len() as u32 {
-            if self.agents[a as usize].alive {
+            if self.is_alive(a) {
                 self.close_player(a);
                 let ag = &self.agents[a as usize];
                 self.upload_capacity += ag.up * (self.now - ag.join_t) as f64 / 1e6;
@@ -553,7 +553,7 @@ impl<'c> World<'c> {
             }
             Ev::FailUploader => self.fail_busiest_uploader(),
             Ev::Poll(a) => {
-                if self.agents[a as usize].alive {
+                if self.is_alive(a) {
                     let changed = self.poll(a);
                     let t = self.next_poll_at(changed);
                     self.push(t, Ev::Poll(a));
@@ -561,8 +561,11 @@ impl<'c> World<'c> {
             }
             Ev::Timer(a) => {
                 let now = self.at(self.now);
+                if !self.is_alive(a) {
+                    return;
+                }
                 let ag = &mut self.agents[a as usize];
-                if !ag.alive || ag.timer_at != Some(self.now) {
+                if ag.timer_at != Some(self.now) {
                     return;
                 }
                 ag.timer_at = None;
@@ -570,7 +573,7 @@ impl<'c> World<'c> {
                 self.flush(a);
             }
             Ev::Tracker(a) => {
-                if !self.agents[a as usize].alive {
+                if !self.is_alive(a) {
                     return;
                 }
                 self.announce(a);
@@ -624,7 +627,7 @@ impl<'c> World<'c> {
                 self.flush(to);
             }
             Ev::Disconnect { to, from } => {
-                if !self.agents[to as usize].alive {
+                if !self.is_alive(to) {
                     return;
                 }
                 self.unlink(to, from);
@@ -643,6 +646,7 @@ impl<'c> World<'c> {
         }
     }
 
+    /// Whether agent `a` is in the swarm now.
     fn is_alive(&self, a: u32) -> bool {
         self.alive_pos
             .get(a as usize)
@@ -675,11 +679,7 @@ impl<'c> World<'c> {
     fn join(&mut self, a: u32) {
         self.joins += 1;
         let now = self.at(self.now);
-        {
-            let ag = &mut self.agents[a as usize];
-            ag.alive = true;
-            ag.join_t = self.now;
-        }
+        self.agents[a as usize].join_t = self.now;
         self.alive_pos[a as usize] = self.alive.len();
         self.alive.push(a);
         if self.trace_obtained {
@@ -707,14 +707,13 @@ impl<'c> World<'c> {
     }
 
     fn leave(&mut self, a: u32) {
-        if !self.agents[a as usize].alive {
+        if !self.is_alive(a) {
             return;
         }
         self.leaves += 1;
         self.upload_capacity +=
             self.agents[a as usize].up * (self.now - self.agents[a as usize].join_t) as f64 / 1e6;
         self.close_player(a);
-        self.agents[a as usize].alive = false;
         let pos = self.alive_pos[a as usize];
         self.alive.swap_remove(pos);
         if let Some(&moved) = self.alive.get(pos) {
@@ -787,8 +786,8 @@ impl<'c> World<'c> {
 
     fn connect(&mut self, a: u32, b: u32) {
         let (ua, ub) = (a as usize, b as usize);
-        if !self.agents[ua].alive
-            || !self.agents[ub].alive
+        if !self.is_alive(a)
+            || !self.is_alive(b)
             || self.mesh.contains(a, b)
             || self.mesh.len(a) >= self.cfg.max_degree
             || self.mesh.len(b) >= self.cfg.max_degree
@@ -863,7 +862,7 @@ impl<'c> World<'c> {
     /// `a` reloads the playlist; true if it lists a newer segment than `a` knew (or is the
     /// first).
     fn poll(&mut self, a: u32) -> bool {
-        if !self.agents[a as usize].alive {
+        if !self.is_alive(a) {
             return false;
         }
         let known = self.agents[a as usize].sched.newest();
@@ -900,7 +899,7 @@ impl<'c> World<'c> {
 
     fn player_request(&mut self, a: u32) {
         let ag = &self.agents[a as usize];
-        if !ag.alive || ag.player.waiting.is_some() {
+        if !self.is_alive(a) || ag.player.waiting.is_some() {
             return;
         }
         let Some(seq) = ag.player.next else {
@@ -971,14 +970,13 @@ impl<'c> World<'c> {
         let now = self.now;
         let dur = self.seg_dur;
         let warmup = self.warmup;
-        if self.trace_obtained && self.agents[a as usize].alive {
+        if self.trace_obtained && self.is_alive(a) {
             eprintln!("NEED {a} {seq} {:.3}", self.since_publish(seq));
         }
-        let ag = &mut self.agents[a as usize];
-        if !ag.alive {
+        if !self.is_alive(a) {
             return;
         }
-        let p = &mut ag.player;
+        let p = &mut self.agents[a as usize].player;
         if p.delivered_to > seq {
             self.push(now + dur, Ev::PlayerNeed { a, seq: seq + 1 });
         } else {
@@ -1477,8 +1475,8 @@ impl<'c> World<'c> {
         }
         self.agents[t.to as usize].downs.retain(|&y| y != x);
         let (from, to) = (t.from, t.to);
-        let alive_to = self.agents[to as usize].alive;
-        let alive_from = from.is_none_or(|f| self.agents[f as usize].alive);
+        let alive_to = self.is_alive(to);
+        let alive_from = from.is_none_or(|f| self.is_alive(f));
         if alive_to || alive_from {
             self.rerate(from, to);
         }
@@ -1524,7 +1522,7 @@ impl<'c> World<'c> {
         let Some(from) = t.from else {
             return;
         };
-        if !self.agents[to as usize].alive {
+        if !self.is_alive(to) {
             return;
         }
         let now = self.at(self.now);
@@ -1562,7 +1560,7 @@ impl<'c> World<'c> {
         }
         let (part, size0, seq, uid, from) = (t.part, t.size, t.seq, t.uid, t.from);
         if let Some(f) = from
-            && self.agents[f as usize].alive
+            && self.is_alive(f)
             && self.receiving(f, seq)
             && !(part == Part::Head && self.forwardable(f, seq, self.seg_size(seq)) >= size0)
         {
@@ -1597,7 +1595,7 @@ impl<'c> World<'c> {
                 if let Some(s) = self.stat_of(t.seq) {
                     s.origin_bytes += t.size;
                 }
-                if !self.agents[to as usize].alive {
+                if !self.is_alive(to) {
                     return;
                 }
                 if t.part == Part::Tail {
@@ -1625,13 +1623,13 @@ impl<'c> World<'c> {
                 }
                 let to_id = self.ids[to as usize];
                 let from_id = self.ids[f as usize];
-                if self.agents[f as usize].alive {
+                if self.is_alive(f) {
                     self.agents[f as usize]
                         .sched
                         .handle_upload_done(now, to_id, t.req_id, size);
                     self.flush(f);
                 }
-                if !self.agents[to as usize].alive || t.dropped_by_receiver {
+                if !self.is_alive(to) || t.dropped_by_receiver {
                     return;
                 }
                 if t.part == Part::Head {
@@ -1781,12 +1779,11 @@ impl<'c> World<'c> {
     }
 
     fn progress(&mut self, a: u32) {
-        let ag = &mut self.agents[a as usize];
-        ag.progress_armed = false;
-        if !ag.alive {
+        self.agents[a as usize].progress_armed = false;
+        if !self.is_alive(a) {
             return;
         }
-        let xs: Vec<u32> = ag.downs.clone();
+        let xs: Vec<u32> = self.agents[a as usize].downs.clone();
         let now = self.at(self.now);
         let mut any = false;
         for x in xs {
@@ -1827,8 +1824,8 @@ impl<'c> World<'c> {
         let mut totals = self.retired.clone();
         let mut rho_sum = 0.0;
         let mut rho_n = 0usize;
-        for ag in &self.agents {
-            if ag.alive {
+        for (a, ag) in self.agents.iter().enumerate() {
+            if self.is_alive(a as u32) {
                 add_counters(&mut totals, ag.sched.counters());
                 rho_sum += ag.sched.seed_fraction();
                 rho_n += 1;
