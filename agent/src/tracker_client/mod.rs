@@ -126,6 +126,41 @@ struct SwarmState {
     creating_offers: bool,
 }
 
+/// How long an offer is awaited before the client offers again in its place. A relayed
+/// answer normally arrives within a second or two. One still missing after this most likely
+/// reached nobody: the tracker hands each offer to at most one peer and drops the offers
+/// beyond the peers it knows, so a lone first member's offers go nowhere. Such an offer stays
+/// pending, and a late answer still connects, until the transport's `offer_timeout`; it just
+/// no longer holds back fresh offers while the swarm has peers we lack.
+const ANSWER_WAIT: Duration = Duration::from_secs(8);
+
+/// Offers created at these instants still awaited at `now` (younger than `ANSWER_WAIT`).
+fn awaited_offers(created: impl Iterator<Item = Instant>, now: Instant) -> usize {
+    created
+        .filter(|&c| now.saturating_duration_since(c) < ANSWER_WAIT)
+        .count()
+}
+
+/// Whether a swarm is hungry (below `max_peers`, and the tracker knows of peers we lack, or
+/// has not said yet), and how many new offers its next announce carries: up to
+/// `offers_per_announce`, never more than the peers missing, minus offers still awaited.
+fn offers_wanted(
+    peers: usize,
+    size: usize,
+    awaited: usize,
+    cfg: &TrackerClientConfig,
+) -> (bool, usize) {
+    let hungry = peers < cfg.max_peers && (size == 0 || peers + 1 < size);
+    if !hungry {
+        return (false, 0);
+    }
+    let want = cfg
+        .offers_per_announce
+        .min(cfg.max_peers - peers)
+        .saturating_sub(awaited);
+    (true, want)
+}
+
 struct Pending {
     info_hash: [u8; 20],
     offer: PendingOffer,
@@ -447,23 +482,21 @@ impl Client {
                 let Some(s) = self.swarms.get_mut(&ih) else {
                     continue;
                 };
-                // Hungry while below max_peers and the tracker knows of peers we lack.
-                let hungry = s.peers < self.cfg.max_peers && (s.size == 0 || s.peers + 1 < s.size);
+                let awaited = awaited_offers(
+                    self.pending
+                        .values()
+                        .filter(|p| p.info_hash == ih)
+                        .map(|p| p.created),
+                    now,
+                );
+                let (hungry, want) = offers_wanted(s.peers, s.size, awaited, &self.cfg);
                 s.next_announce = now
                     + if hungry {
                         self.cfg.hungry_announce_interval
                     } else {
                         self.cfg.max_announce_interval
                     };
-                let outstanding = self.pending.values().filter(|p| p.info_hash == ih).count();
-                if hungry {
-                    self.cfg
-                        .offers_per_announce
-                        .min(self.cfg.max_peers - s.peers)
-                        .saturating_sub(outstanding)
-                } else {
-                    0
-                }
+                want
             };
             if want == 0 {
                 let event = match self.swarms.get_mut(&ih) {
@@ -609,5 +642,64 @@ impl Client {
                 tracing::warn!(reason = %e.failure_reason, "tracker refused a request");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(max_peers: usize, offers_per_announce: usize) -> TrackerClientConfig {
+        TrackerClientConfig {
+            url: Url::parse("ws://127.0.0.1:1/").unwrap(),
+            offers_per_announce,
+            max_peers,
+            accept_peers: max_peers,
+            max_announce_interval: Duration::from_secs(60),
+            hungry_announce_interval: Duration::from_secs(5),
+            reconnect_min: Duration::from_millis(100),
+            reconnect_max: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+
+    #[test]
+    fn offers_fill_the_missing_peers_up_to_the_per_announce_cap() {
+        let c = cfg(5, 3);
+        // Size not known yet: hungry, a full batch.
+        assert_eq!(offers_wanted(0, 0, 0, &c), (true, 3));
+        // Two peers missing: two offers, fewer while some are awaited.
+        assert_eq!(offers_wanted(3, 10, 0, &c), (true, 2));
+        assert_eq!(offers_wanted(3, 10, 1, &c), (true, 1));
+        assert_eq!(offers_wanted(3, 10, 4, &c), (true, 0));
+        // Full, or every other member already connected: not hungry, no offers.
+        assert_eq!(offers_wanted(5, 10, 0, &c), (false, 0));
+        assert_eq!(offers_wanted(2, 3, 0, &c), (false, 0));
+        // Alone in the swarm: nobody to offer to.
+        assert_eq!(offers_wanted(0, 1, 0, &c), (false, 0));
+    }
+
+    /// The first member of a swarm announces an offer the tracker can hand to nobody. Once
+    /// others join, that offer must not hold back a fresh one for the whole offer timeout:
+    /// it counts as awaited only for `ANSWER_WAIT` (seen in CI: with `max_peers = 1` the
+    /// first agent stayed alone while the later ones paired up).
+    #[test]
+    fn an_offer_unanswered_past_the_answer_wait_no_longer_blocks_a_new_one() {
+        let c = cfg(1, 3);
+        let created = Instant::now();
+        let offers = [created];
+        // The next hungry announce, 5 s on: the offer is still awaited.
+        let soon = created + c.hungry_announce_interval;
+        assert_eq!(awaited_offers(offers.into_iter(), soon), 1);
+        assert_eq!(offers_wanted(0, 4, 1, &c), (true, 0));
+        // The one after: it is not, and a fresh offer goes out, well inside the transport's
+        // 50 s offer timeout.
+        let later = created + 2 * c.hungry_announce_interval;
+        assert!(ANSWER_WAIT < 2 * c.hungry_announce_interval);
+        assert!(ANSWER_WAIT < crate::transport::TransportConfig::default().offer_timeout);
+        assert_eq!(awaited_offers(offers.into_iter(), later), 0);
+        assert_eq!(offers_wanted(0, 4, 0, &c), (true, 1));
+        // An offer made after `now` (clock read earlier) counts as awaited.
+        assert_eq!(awaited_offers([later].into_iter(), created), 1);
     }
 }
