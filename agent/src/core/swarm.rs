@@ -142,12 +142,17 @@ impl PeerEntry {
 #[derive(Clone, Debug, Default)]
 pub struct SwarmView {
     peers: Vec<PeerEntry>,
-    /// A 64-bit digest of `peers[i].id` ([`id_key`]), kept dense so the lookup every peer
-    /// message starts with reads one or two cache lines and compares words; a match is
-    /// confirmed against the entry's full id.
-    keys: Vec<u64>,
+    /// A 64-bit digest of `peers[i].id` ([`id_key`]) for the first [`KEYS_INLINE`] peers,
+    /// held inline (no pointer to follow) and dense, so the lookup every peer message starts
+    /// with reads one or two cache lines and compares words; a match is confirmed against the
+    /// entry's full id. Peers past them (more than `p2p.accept_peers` allows by default) are
+    /// found by their ids.
+    keys: [u64; KEYS_INLINE],
     bans: VecDeque<PeerId>,
 }
+
+/// Peers whose folded ids [`SwarmView`] keeps inline.
+const KEYS_INLINE: usize = 16;
 
 /// All 20 bytes of a peer id folded into one word (ids share prefixes: the client tag).
 fn id_key(id: &PeerId) -> u64 {
@@ -173,26 +178,34 @@ impl SwarmView {
         if self.is_banned(&id) || self.get(&id).is_some() {
             return false;
         }
+        if let Some(k) = self.keys.get_mut(self.peers.len()) {
+            *k = id_key(&id);
+        }
         self.peers.push(PeerEntry::new(id));
-        self.keys.push(id_key(&id));
         true
     }
 
     fn index(&self, id: &PeerId) -> Option<usize> {
         let key = id_key(id);
-        self.keys
+        let inline = self.peers.len().min(KEYS_INLINE);
+        self.keys[..inline]
             .iter()
             .enumerate()
             .filter(|&(_, &k)| k == key)
             .map(|(i, _)| i)
+            .chain(inline..self.peers.len())
             .find(|&i| self.peers.get(i).is_some_and(|p| p.id == *id))
     }
 
     /// Removes a peer; returns its entry if it was connected.
     pub fn disconnect(&mut self, id: &PeerId) -> Option<PeerEntry> {
         let i = self.index(id)?;
-        self.keys.remove(i);
-        Some(self.peers.remove(i))
+        let entry = self.peers.remove(i);
+        let inline = self.peers.len().min(KEYS_INLINE);
+        for j in i..inline {
+            self.keys[j] = id_key(&self.peers[j].id);
+        }
+        Some(entry)
     }
 
     /// Bans a peer for the rest of the swarm session and disconnects it.
@@ -355,6 +368,45 @@ mod tests {
         assert_eq!(s.disconnect(&b).map(|p| p.id), Some(b));
         assert_eq!(s.get(&a).map(|p| p.id), Some(a));
         assert!(s.get(&b).is_none());
+    }
+
+    /// Past the inline keys peers are found by their ids, and disconnects anywhere keep every
+    /// remaining peer findable (checked against a plain list).
+    #[test]
+    fn peers_beyond_the_inline_keys_are_found() {
+        let mut s = SwarmView::new();
+        let mut model: Vec<PeerId> = Vec::new();
+        let mut x: u64 = 7;
+        let mut most = 0;
+        for step in 0..3000u32 {
+            x = crate::core::policy::mix64(x);
+            let id = pid((x % 40) as u8);
+            if x.is_multiple_of(3) || model.len() > 2 * KEYS_INLINE {
+                assert_eq!(
+                    s.disconnect(&id).is_some(),
+                    model.contains(&id),
+                    "step {step}"
+                );
+                model.retain(|p| *p != id);
+            } else {
+                assert_eq!(s.connect(id), !model.contains(&id), "step {step}");
+                if !model.contains(&id) {
+                    model.push(id);
+                }
+            }
+            assert_eq!(s.len(), model.len());
+            for i in 0..40u8 {
+                let p = pid(i);
+                assert_eq!(s.get(&p).map(|e| e.id), model.contains(&p).then_some(p));
+            }
+            let order: Vec<PeerId> = s.peers().iter().map(|e| e.id).collect();
+            assert_eq!(order, model, "connection order");
+            most = most.max(model.len());
+        }
+        assert!(
+            most > KEYS_INLINE + 4,
+            "the test must go past the inline keys: {most}"
+        );
     }
 
     #[test]
