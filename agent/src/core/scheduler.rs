@@ -42,11 +42,14 @@
 //!   digests it keeps its head and the origin sends only the tail (see "Origin tails"). The first verified
 //!   copy wins; the others are cancelled. A peer that disconnects mid-transfer is replaced at once.
 //! * **Upload.** Concurrent uploads are *adaptive*: as many as the measured upload rate can feed
-//!   at three quarters of the stream rate each (`floor(upload ÷ (0.75 × stream))`), at least 1
-//!   and at most `upload_slots` (default 4); one until both rates are measured. A slow uplink
-//!   serves one peer at full rate (a segment spreads fastest that way, because the receiver can
-//!   relay sooner); a fast one serves several at once, each still faster than the stream is
-//!   played. The upload rate is an EWMA over finished whole-segment uploads (bytes ÷ time ×
+//!   at half the stream rate each (`floor(upload ÷ (0.5 × stream))`), at least 1 and at most
+//!   `upload_slots` (default 4); one until both rates are measured. An uplink below the stream
+//!   rate serves one peer at full rate; one at 1.5× the stream rate serves three at once. More
+//!   concurrent uploads mean fewer requesters refused while a unit spreads, and with
+//!   cut-through every receiver relays as it receives anyway (in the simulator, 1,000 viewers:
+//!   95.9 % offload against 94.9 % with 3/4 of the stream rate per upload at 1.5× upload,
+//!   66.0 % against 62.8 % at 0.8×; a quarter of the stream rate, or 8 slots, lost offload
+//!   again). The upload rate is an EWMA over finished whole-segment uploads (bytes ÷ time ×
 //!   uploads running), the stream rate over segment sizes ÷ durations. With an optional
 //!   token-bucket rate cap; beyond that requests get `Busy`;
 //!   requests for segments we do not hold (or hold with another digest) get `Absent`. Peers we
@@ -230,7 +233,7 @@ pub struct SchedulerConfig {
     /// VOD: segments fetched ahead of the last player request (default 3).
     pub vod_lookahead: usize,
     /// Most concurrent uploads to peers (default 4). Fewer are used while the measured upload
-    /// rate cannot give each at least 3/4 of the stream rate (see the module docs, "Upload");
+    /// rate cannot give each at least half the stream rate (see the module docs, "Upload");
     /// 1 disables the adaptation, 0 disables uploading.
     pub upload_slots: usize,
     /// Upload rate cap in bytes/s (default none).
@@ -820,7 +823,7 @@ struct Upload {
 const UPLOAD_SAMPLE_MIN_BYTES: u64 = 64 * 1024;
 
 /// Each concurrent upload should get at least this fraction of the stream rate.
-const SLOT_STREAM_SHARE: f64 = 0.75;
+const SLOT_STREAM_SHARE: f64 = 0.5;
 
 #[derive(Clone, Copy, Debug)]
 struct Outstanding {
@@ -4204,8 +4207,8 @@ mod tests {
         hold_from_origin(&mut s, t0, 5);
         s.handle_peer_message(t0, pid(2), &req(5, 1));
         drain(&mut s);
-        // 1 MB went out in 2 s alone: 500 kB/s feeds floor(500 / 187.5) = 2 uploads.
-        s.handle_upload_done(t0 + Duration::from_secs(2), pid(2), 1, 1_000_000);
+        // 1 MB went out in 4 s alone: 250 kB/s feeds floor(250 / 125) = 2 uploads.
+        s.handle_upload_done(t0 + Duration::from_secs(4), pid(2), 1, 1_000_000);
         assert_eq!(s.slots(), 2);
         s.handle_peer_message(t0, pid(3), &req(5, 2));
         s.handle_peer_message(t0, pid(4), &req(5, 3));
