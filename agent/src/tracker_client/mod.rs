@@ -141,17 +141,22 @@ fn awaited_offers(created: impl Iterator<Item = Instant>, now: Instant) -> usize
         .count()
 }
 
-/// Whether a swarm is hungry (below `max_peers`, and the tracker knows of peers we lack, or
-/// has not said yet), and how many new offers its next announce carries: up to
-/// `offers_per_announce`, never more than the peers missing, minus offers still awaited.
+/// Whether a swarm with `peers` connected is hungry: below `max_peers`, and the tracker knows
+/// of peers we lack (its count `size` includes us), or has not said yet (`size` 0).
+fn is_hungry(peers: usize, size: usize, cfg: &TrackerClientConfig) -> bool {
+    peers < cfg.max_peers && (size == 0 || peers + 1 < size)
+}
+
+/// Whether a swarm is hungry ([`is_hungry`]), and how many new offers its next announce
+/// carries: up to `offers_per_announce`, never more than the peers missing, minus offers
+/// still awaited.
 fn offers_wanted(
     peers: usize,
     size: usize,
     awaited: usize,
     cfg: &TrackerClientConfig,
 ) -> (bool, usize) {
-    let hungry = peers < cfg.max_peers && (size == 0 || peers + 1 < size);
-    if !hungry {
+    if !is_hungry(peers, size, cfg) {
         return (false, 0);
     }
     let want = cfg
@@ -546,7 +551,8 @@ impl Client {
                     s.size = size;
                     let interval =
                         Duration::from_secs(r.interval.max(5)).min(self.cfg.max_announce_interval);
-                    let hungry = s.peers < self.cfg.max_peers && s.peers + 1 < s.size;
+                    // A tracker that counts nobody gives no reason to hurry.
+                    let hungry = s.size > 0 && is_hungry(s.peers, s.size, &self.cfg);
                     let next = if hungry {
                         interval.min(self.cfg.hungry_announce_interval)
                     } else {
