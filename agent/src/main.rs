@@ -60,8 +60,9 @@ enum Command {
         /// Also publish a SHA-256 per chunk of this many bytes of each segment (4096 to
         /// 16777216), so agents can forward verified chunks before the whole segment has
         /// arrived; 0 = whole-segment digests only (for agents older than chunk digests).
-        #[arg(long, value_name = "BYTES", default_value_t = hivecast_agent::integrity::DEFAULT_CHUNK_SIZE)]
-        chunk_size: u32,
+        /// Default: 16384 for live playlists, 65536 for VOD and EVENT playlists.
+        #[arg(long, value_name = "BYTES")]
+        chunk_size: Option<u32>,
     },
 }
 
@@ -131,7 +132,9 @@ fn main() -> ExitCode {
             interval,
             chunk_size,
         } => {
-            if let Err(e) = hivecast_agent::integrity::publish::check_chunk_size(chunk_size) {
+            if let Some(Err(e)) =
+                chunk_size.map(hivecast_agent::integrity::publish::check_chunk_size)
+            {
                 eprintln!("hivecast-agent publish-digests: --chunk-size: {e}");
                 return ExitCode::from(EXIT_CONFIG);
             }

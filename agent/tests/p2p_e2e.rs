@@ -284,7 +284,7 @@ async fn hostile_case_with(mode: hostile::Mode, striped: bool) {
             &[],
             hostile::Split {
                 stripes: Stripes::WHOLE,
-                chunk: hivecast_agent::integrity::DEFAULT_CHUNK_SIZE,
+                chunk: hivecast_agent::integrity::LIVE_CHUNK_SIZE,
             },
             &[("HIVECAST_AGENT__P2P__STRIPES", "1")],
         ),
@@ -455,6 +455,83 @@ async fn slow_peer_transfer_is_completed_by_an_origin_tail() {
     tokio::time::timeout(Duration::from_secs(120), hostile_case(hostile::Mode::Slow))
         .await
         .expect("test timed out");
+}
+
+/// (requests, bytes) the origin served for `path`.
+fn served(origin: &Origin, path: &str) -> (u64, u64) {
+    origin
+        .stats()
+        .by_path
+        .get(path)
+        .map_or((0, 0), |c| (c.requests, c.bytes))
+}
+
+/// Agents fetch the window's digests once, then only the newest segments' (the latest
+/// sidecar); without that file (a publisher that does not write it) they fetch the full
+/// sidecar instead and lose nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_use_the_latest_digest_sidecar_and_do_without_it() {
+    const FULL: &str = "/live/index.sha256.json";
+    const LATEST: &str = "/live/index.sha256.latest.json";
+    let _serial = serial().await;
+    tokio::time::timeout(Duration::from_secs(180), async {
+        let live = live_origin("latest", true).await;
+        let tracker = spawn_tracker(0);
+        let agents: Vec<AgentProc> = (0..2)
+            .map(|_| spawn_agent(&live.origin.base_url(), Some(&tracker.url()), &[]))
+            .collect();
+        let first = tokio::spawn(play(live_url(&agents[0], &live.origin), 40));
+        tokio::time::sleep(Duration::from_secs(16)).await;
+        let (full_n, full_bytes) = served(&live.origin, FULL);
+        let (latest_n, latest_bytes) = served(&live.origin, LATEST);
+        eprintln!("full sidecar: {full_n} fetches, {full_bytes} bytes; latest: {latest_n} fetches, {latest_bytes} bytes");
+        assert!(
+            latest_n >= 4 && latest_n > full_n,
+            "the latest sidecar should carry the new segments: {latest_n} latest against {full_n} full fetches"
+        );
+        assert!(
+            latest_bytes / latest_n <= full_bytes / full_n.max(1) / 2,
+            "a latest sidecar should be much smaller than the full one"
+        );
+        // The publisher stops writing it (or never did): the full sidecar takes over.
+        live.origin
+            .set_fault(LATEST, hivecast_demo::origin::Fault::Status(404));
+        let second = tokio::spawn(play(live_url(&agents[1], &live.origin), 20));
+        let reports = [
+            first.await.expect("player"),
+            second.await.expect("player"),
+        ];
+        for (a, r) in agents.iter().zip(&reports) {
+            assert_identical(r, &live.digests);
+            assert_eq!(r.stalls, 0, "agent log:\n{}", a.proc_.log());
+            let m = metrics_of(a).await;
+            assert_eq!(metric(&m, "hivecast_agent_integrity_failures_total", ""), 0.0);
+        }
+        let (full_after, _) = served(&live.origin, FULL);
+        let (latest_after, _) = served(&live.origin, LATEST);
+        assert!(
+            full_after >= full_n + 4,
+            "without a latest sidecar the full one carries new segments ({full_n} → {full_after} fetches)"
+        );
+        assert!(
+            latest_after <= latest_n + 4,
+            "a missing latest sidecar is not asked for again and again ({latest_n} → {latest_after})"
+        );
+        let peer: f64 = {
+            let mut sum = 0.0;
+            for a in &agents {
+                sum += metric(
+                    &metrics_of(a).await,
+                    "hivecast_agent_downloaded_bytes_total",
+                    "source=\"peer\"",
+                );
+            }
+            sum
+        };
+        assert!(peer > 0.0, "digests from either sidecar let the agents share");
+    })
+    .await
+    .expect("test timed out");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

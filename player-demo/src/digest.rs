@@ -3,7 +3,7 @@
 //! `{"version":1,"segments":{"<uri as written in the playlist>":"<hex sha256>"}}`, byte-range
 //! segments keyed `uri@offset-length`.
 //!
-//! Optional extension (still version 1): `"chunk_size":65536` and `"chunks":{"<key>":"<hex>"}`,
+//! Optional extension (still version 1): `"chunk_size":16384` and `"chunks":{"<key>":"<hex>"}`,
 //! the hex being the 32-byte SHA-256 of each consecutive `chunk_size` piece of the segment,
 //! concatenated (the last piece may be shorter; an empty segment has none). The two fields come
 //! together or not at all, `chunk_size` is within [`MIN_CHUNK_SIZE`]`..=`[`MAX_CHUNK_SIZE`], a
@@ -21,8 +21,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-/// The chunk size this toolkit's manifests use (64 KiB, as `publish-digests`).
-pub const CHUNK_SIZE: u32 = 65536;
+/// The chunk size this toolkit's manifests use (16 KiB, as `publish-digests` uses for live
+/// playlists).
+pub const CHUNK_SIZE: u32 = 16384;
 
 /// Smallest accepted `chunk_size` (4 KiB).
 pub const MIN_CHUNK_SIZE: u32 = 4096;
@@ -208,6 +209,22 @@ pub fn sidecar_path(playlist: &Path) -> PathBuf {
     playlist.with_file_name(format!("{stem}.sha256.json"))
 }
 
+/// The latest sidecar's path for a media playlist path (`index.m3u8` →
+/// `index.sha256.latest.json`): the same document for the newest [`LATEST_SEGMENTS`]
+/// segments only, which agents fetch for each new segment once they hold the window's digests.
+pub fn latest_sidecar_path(playlist: &Path) -> PathBuf {
+    let full = sidecar_path(playlist);
+    let name = full
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let stem = name.strip_suffix(".json").unwrap_or(&name);
+    full.with_file_name(format!("{stem}.latest.json"))
+}
+
+/// Segments in a latest sidecar (as `publish-digests` writes it).
+pub const LATEST_SEGMENTS: usize = 2;
+
 /// Lowercase hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -262,6 +279,10 @@ mod tests {
             sidecar_path(Path::new("x/list")),
             PathBuf::from("x/list.sha256.json")
         );
+        assert_eq!(
+            latest_sidecar_path(Path::new("/a/live/index.m3u8")),
+            PathBuf::from("/a/live/index.sha256.latest.json")
+        );
     }
 
     #[test]
@@ -302,7 +323,7 @@ mod tests {
 
     #[test]
     fn insert_body_fills_chunk_digests() {
-        let body: Vec<u8> = (0..150_000u32).map(|i| (i % 251) as u8).collect();
+        let body: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
         let mut m = DigestManifest::new();
         m.insert_body("seg_00042.ts", &body);
         m.insert_body(range_key("media.ts", 0, 0), b"");
@@ -312,9 +333,9 @@ mod tests {
         let chunks = m.chunks.as_ref().expect("chunks");
         let expected = format!(
             "{}{}{}",
-            sha256_hex(&body[..65536]),
-            sha256_hex(&body[65536..131072]),
-            sha256_hex(&body[131072..])
+            sha256_hex(&body[..16384]),
+            sha256_hex(&body[16384..32768]),
+            sha256_hex(&body[32768..])
         );
         assert_eq!(chunks["seg_00042.ts"], expected);
         assert_eq!(chunks["media.ts@0-0"], "");
@@ -322,7 +343,7 @@ mod tests {
         let json = m.to_json();
         assert!(
             json.starts_with("{\"version\":1,\"segments\":{")
-                && json.contains("},\"chunk_size\":65536,\"chunks\":{"),
+                && json.contains("},\"chunk_size\":16384,\"chunks\":{"),
             "{json}"
         );
         assert_eq!(DigestManifest::from_json(&json).expect("parse"), m);

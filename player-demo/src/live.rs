@@ -54,7 +54,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::digest::{
-    CHUNK_SIZE, DigestManifest, chunks_hex, sha256_hex, sidecar_path, write_atomic,
+    CHUNK_SIZE, DigestManifest, chunks_hex, latest_sidecar_path, sha256_hex, sidecar_path,
+    write_atomic,
 };
 use crate::playlist::{self, Playlist, PlaylistError};
 use crate::timefmt::rfc3339_millis;
@@ -409,18 +410,21 @@ impl LivePackager {
     fn remove_stale_outputs(&self) -> Result<(), LiveError> {
         let dir = &self.cfg.out_dir;
         let entries = std::fs::read_dir(dir).map_err(io_err(dir))?;
-        let sidecar = sidecar_path(&self.playlist_path());
-        let sidecar_name = sidecar
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let name_of = |p: PathBuf| {
+            p.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        };
+        let sidecar_name = name_of(sidecar_path(&self.playlist_path()));
+        let latest_name = name_of(latest_sidecar_path(&self.playlist_path()));
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             let ours_tmp = name.starts_with('.') && name.contains(".tmp");
             let ours = name.starts_with(&self.cfg.segment_prefix)
                 || name == self.cfg.playlist_name
                 || name == self.cfg.init_name
-                || name == sidecar_name;
+                || name == sidecar_name
+                || name == latest_name;
             if (ours || ours_tmp) && e.path().is_file() {
                 std::fs::remove_file(e.path()).map_err(io_err(&e.path()))?;
             }
@@ -478,6 +482,10 @@ impl LivePackager {
             self.digest_manifest()
                 .write_atomic(&sidecar)
                 .map_err(io_err(&sidecar))?;
+            let latest = latest_sidecar_path(&playlist);
+            self.latest_digest_manifest()
+                .write_atomic(&latest)
+                .map_err(io_err(&latest))?;
         }
         write_atomic(&playlist, self.render_playlist().as_bytes()).map_err(io_err(&playlist))
     }
@@ -544,6 +552,27 @@ impl LivePackager {
             if let Some(hex) = init.chunks.clone() {
                 m.insert_chunks(self.cfg.init_name.clone(), CHUNK_SIZE, hex);
             }
+        }
+        m
+    }
+
+    /// The latest sidecar: [`digest_manifest`](Self::digest_manifest) for the newest
+    /// [`LATEST_SEGMENTS`](crate::digest::LATEST_SEGMENTS) segments of the window only.
+    pub fn latest_digest_manifest(&self) -> DigestManifest {
+        let mut m = self.digest_manifest();
+        let skip = self
+            .window
+            .len()
+            .saturating_sub(crate::digest::LATEST_SEGMENTS);
+        let newest: std::collections::HashSet<&str> = self
+            .window
+            .iter()
+            .skip(skip)
+            .map(|s| s.uri.as_str())
+            .collect();
+        m.segments.retain(|k, _| newest.contains(k.as_str()));
+        if let Some(c) = m.chunks.as_mut() {
+            c.retain(|k, _| newest.contains(k.as_str()));
         }
         m
     }

@@ -100,17 +100,21 @@ pub fn byte_range(size: u64, chunk_size: u32, j: u8, k: u8) -> Range<u64> {
     at(r.start)..at(r.end)
 }
 
-/// The identifier peers exchange for unit `j` of `k` of a segment with digest `seg`: the
-/// segment digest itself when the segment is one unit, else `SHA-256(seg ‖ j ‖ k)`. It names
-/// the copy (so peers holding another version of the segment answer `Absent`); the unit's
-/// bytes are verified against the sidecar's chunk digests.
-pub fn unit_digest(seg: &Digest, j: u8, k: u8) -> Digest {
+/// The identifier peers exchange for unit `j` of `k` of a segment with digest `seg` split
+/// into `chunk_size` chunks: the segment digest itself when the segment is one unit, else
+/// `SHA-256(seg ‖ j ‖ k ‖ chunk_size as 4 big-endian bytes)`. It names the copy and its split,
+/// so a peer holding another version of the segment, or the same segment split at another
+/// chunk size (a publisher restarted with another `--chunk-size`), answers `Absent` instead of
+/// sending bytes that fail our chunk digests and get it banned. The unit's bytes are verified
+/// against the sidecar's chunk digests.
+pub fn unit_digest(seg: &Digest, j: u8, k: u8, chunk_size: u32) -> Digest {
     if k <= 1 {
         return *seg;
     }
     let mut h = Sha256::new();
     h.update(seg.0);
     h.update([j, k]);
+    h.update(chunk_size.to_be_bytes());
     Digest(h.finalize().into())
 }
 
@@ -167,11 +171,14 @@ mod tests {
     #[test]
     fn unit_digests_differ_per_unit_and_keep_the_segment_digest_for_one_unit() {
         let d = Digest([7; 32]);
-        assert_eq!(unit_digest(&d, 0, 1), d);
-        let a = unit_digest(&d, 0, 4);
-        let b = unit_digest(&d, 1, 4);
+        assert_eq!(unit_digest(&d, 0, 1, 16384), d);
+        let a = unit_digest(&d, 0, 4, 16384);
+        let b = unit_digest(&d, 1, 4, 16384);
         assert_ne!(a, d);
         assert_ne!(a, b);
-        assert_ne!(unit_digest(&d, 0, 2), a);
+        assert_ne!(unit_digest(&d, 0, 2, 16384), a);
+        // Another chunk size is another split: another name.
+        assert_ne!(unit_digest(&d, 0, 4, 65536), a);
+        assert_eq!(unit_digest(&d, 0, 4, 16384), a);
     }
 }

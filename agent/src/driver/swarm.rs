@@ -42,7 +42,12 @@ pub enum SwarmInput {
         final_url: Url,
     },
     /// A digest sidecar arrived (or failed: `None`).
-    Digests(Option<Arc<Digests>>),
+    /// A digest sidecar arrived (`None`: absent or rejected); `latest`: the short one that
+    /// lists only the newest segments.
+    Digests {
+        latest: bool,
+        digests: Option<Arc<Digests>>,
+    },
     /// A player wants segment `seq`.
     Player {
         /// Segment.
@@ -186,9 +191,16 @@ pub struct SwarmTask {
     banned: std::collections::HashSet<PeerId>,
     /// Sidecar re-fetches since the playlist last changed.
     digest_retries: u32,
+    /// The latest sidecar (newest segments only) is not used before this instant: it was
+    /// missing, unreadable or short of a segment the playlist lists.
+    latest_off_until: Option<Instant>,
     latest: Arc<MediaInfo>,
     final_url: Url,
 }
+
+/// After the latest sidecar failed us (missing, unreadable, or short of a listed segment),
+/// the full one is fetched for this long.
+const LATEST_OFF: Duration = Duration::from_secs(60);
 
 /// Live segments are kept (indexed, cached) this many sequence numbers before the first
 /// segment of the current playlist, then dropped from the index and the segment cache.
@@ -256,6 +268,7 @@ impl SwarmTask {
             parked: Vec::new(),
             banned: std::collections::HashSet::new(),
             digest_retries: 0,
+            latest_off_until: None,
             latest,
             final_url,
             s,
@@ -331,12 +344,26 @@ impl SwarmTask {
                 self.poll_in_flight = false;
                 self.on_playlist(info, false);
             }
-            SwarmInput::Digests(d) => {
+            SwarmInput::Digests { latest, digests } => {
                 self.digests_pending = false;
                 let mut retry = false;
-                match d {
+                let missing_latest = latest && digests.is_none();
+                match digests {
                     Some(d) => {
-                        self.digests = Some(d);
+                        self.digests = Some(match (latest, &self.digests) {
+                            // The newest segments' digests join those we hold for the rest of
+                            // the window (entries the playlist no longer lists are dropped).
+                            (true, Some(held)) => {
+                                let keys: std::collections::HashSet<String> = self
+                                    .latest
+                                    .segments
+                                    .iter()
+                                    .map(playlist::SegmentRef::digest_key)
+                                    .collect();
+                                Arc::new(held.merged(&d, |k| keys.contains(k)))
+                            }
+                            _ => d,
+                        });
                         // A live packager's sidecar can trail its playlist by a moment: ask
                         // again shortly rather than treat the newest segments as unverified.
                         let lacking = self
@@ -347,6 +374,21 @@ impl SwarmTask {
                         if lacking && self.digest_retries < 8 {
                             retry = true;
                         }
+                        if lacking && latest && self.digest_retries >= 2 {
+                            // Short of a segment twice: it may be a stale file that nothing
+                            // updates; the full sidecar decides for a while.
+                            self.latest_off_until = Some(now + LATEST_OFF);
+                        }
+                    }
+                    None if latest => {
+                        // An older publisher (no latest sidecar) or a transient error: the full
+                        // sidecar, now and for a while.
+                        tracing::debug!(
+                            swarm = %redact(&self.s.playlist_url),
+                            "no latest digest sidecar; fetching the full one"
+                        );
+                        self.latest_off_until = Some(now + LATEST_OFF);
+                        retry = self.digest_retries < 8;
                     }
                     None if !self.digests_missing_logged && !self.s.allow_unverified => {
                         self.digests_missing_logged = true;
@@ -360,7 +402,14 @@ impl SwarmTask {
                 let info = self.latest.clone();
                 self.feed_scheduler(now, &info, retry);
                 if retry {
-                    self.fetch_digests_after(Duration::from_millis(250));
+                    // A missing latest sidecar: the full one at once; a short sidecar trails
+                    // the playlist (or is stale): ask again shortly.
+                    let delay = if missing_latest {
+                        Duration::ZERO
+                    } else {
+                        Duration::from_millis(250)
+                    };
+                    self.fetch_digests_after(now, delay);
                 }
                 for (seq, reply) in std::mem::take(&mut self.parked) {
                     self.on_player(now, seq, reply);
@@ -521,7 +570,7 @@ impl SwarmTask {
                     });
                     p2p.index_segments(self.s.info_hash, index, 0);
                 }
-                self.fetch_digests_after(Duration::ZERO);
+                self.fetch_digests_after(now, Duration::ZERO);
             }
             if self.digests_pending {
                 self.feed_scheduler(now, &info, true);
@@ -588,7 +637,10 @@ impl SwarmTask {
                 };
                 infos.push(SegmentInfo {
                     seq: st.unit(s.seq, j),
-                    digest: entry.digest.map(|d| stripes::unit_digest(&d, j, k)),
+                    digest: entry.digest.map(|d| {
+                        let chunk = entry.chunks.as_ref().map_or(0, ChunkDigests::chunk_size);
+                        stripes::unit_digest(&d, j, k, chunk)
+                    }),
                     duration: duration / u32::from(k),
                     size_hint,
                     chunk_size: entry.chunks.as_ref().map(|c| c.chunk_size()),
@@ -627,8 +679,16 @@ impl SwarmTask {
         self.sched.handle_playlist(now, &update);
     }
 
-    fn fetch_digests_after(&mut self, delay: Duration) {
-        let Some(url) = integrity::sidecar_url(&self.final_url) else {
+    /// Fetches a digest sidecar after `delay`: the latest one (newest segments only) when we
+    /// hold the digests of everything else the playlist lists, else the full one.
+    fn fetch_digests_after(&mut self, now: Instant, delay: Duration) {
+        let latest = self.wants_latest_sidecar(now);
+        let url = if latest {
+            integrity::latest_sidecar_url(&self.final_url)
+        } else {
+            integrity::sidecar_url(&self.final_url)
+        };
+        let Some(url) = url else {
             return;
         };
         self.digests_pending = true;
@@ -640,8 +700,23 @@ impl SwarmTask {
                 tokio::time::sleep(delay).await;
             }
             let d = proxy.fetch_digests(&url).await;
-            let _ = tx.send(SwarmInput::Digests(d.map(Arc::new))).await;
+            let digests = d.map(Arc::new);
+            let _ = tx.send(SwarmInput::Digests { latest, digests }).await;
         });
+    }
+
+    /// Whether the latest sidecar covers what we lack: we hold the digests of all but the
+    /// newest [`integrity::LATEST_SEGMENTS`] segments of a live playlist, and it has not
+    /// failed us lately.
+    fn wants_latest_sidecar(&self, now: Instant) -> bool {
+        let segs = &self.latest.segments;
+        let older = segs.len().saturating_sub(integrity::LATEST_SEGMENTS);
+        !self.latest.endlist
+            && self.digests.is_some()
+            && self.latest_off_until.is_none_or(|t| now >= t)
+            && segs
+                .get(..older)
+                .is_some_and(|old| old.iter().all(|s| s.gap || self.digest_of(s).is_some()))
     }
 
     fn on_timers(&mut self, now: Instant) {

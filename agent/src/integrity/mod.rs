@@ -48,8 +48,16 @@ pub const MIN_CHUNK_SIZE: u32 = 4096;
 /// Largest accepted `chunk_size` (16 MiB).
 pub const MAX_CHUNK_SIZE: u32 = 16 * 1024 * 1024;
 
-/// The chunk size `publish-digests` uses unless told otherwise (64 KiB).
+/// The chunk size `publish-digests` uses for VOD and EVENT playlists unless told otherwise
+/// (64 KiB): their sidecar lists every segment, so it must stay small.
 pub const DEFAULT_CHUNK_SIZE: u32 = 65536;
+
+/// The chunk size `publish-digests` uses for live playlists unless told otherwise (16 KiB). A
+/// relay forwards a chunk once it has verified it, so each hop of a live segment across the
+/// swarm costs one chunk time: in the simulator (10,000 viewers, 1.5× upload) 16 KiB chunks
+/// take the offload from 96.7 % to 98.0 % against 64 KiB. The sidecar of a sliding window
+/// stays small, and agents fetch only its newest segments' part (the latest sidecar).
+pub const LIVE_CHUNK_SIZE: u32 = 16384;
 
 /// Why a sidecar was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -283,6 +291,30 @@ impl Digests {
         self.chunks.get(key).cloned()
     }
 
+    /// These digests updated with `newer` (its entries win), keeping only the keys `keep`
+    /// accepts (a live window moved on: what it no longer lists is dropped, so the set stays
+    /// bounded by the playlist).
+    pub fn merged(&self, newer: &Digests, keep: impl Fn(&str) -> bool) -> Digests {
+        let mut out = Digests::default();
+        for (k, d) in self.map.iter().chain(&newer.map) {
+            if keep(k) {
+                out.map.insert(k.clone(), *d);
+            }
+        }
+        for (k, c) in &self.chunks {
+            // Chunk digests of an entry that `newer` replaced belong to the old copy.
+            if keep(k) && newer.map.get(k).is_none_or(|d| self.map.get(k) == Some(d)) {
+                out.chunks.insert(k.clone(), c.clone());
+            }
+        }
+        for (k, c) in &newer.chunks {
+            if keep(k) {
+                out.chunks.insert(k.clone(), c.clone());
+            }
+        }
+        out
+    }
+
     /// Number of digests.
     pub fn len(&self) -> usize {
         self.map.len()
@@ -314,13 +346,36 @@ pub fn sidecar_name(playlist_name: &str) -> String {
     format!("{stem}.sha256.json")
 }
 
+/// Segments in a *latest* sidecar: the newest this many of the playlist.
+pub const LATEST_SEGMENTS: usize = 2;
+
+/// The latest sidecar's file name for a playlist file name: `index.m3u8` →
+/// `index.sha256.latest.json`. Same format as the full sidecar, for the newest
+/// [`LATEST_SEGMENTS`] segments only: an agent that already holds the window's digests fetches
+/// it for each new segment instead of the whole window's. (The name cannot be another
+/// playlist's full sidecar: those end in `.sha256.json`.)
+pub fn latest_sidecar_name(playlist_name: &str) -> String {
+    let full = sidecar_name(playlist_name);
+    let stem = full.strip_suffix(".json").unwrap_or(&full);
+    format!("{stem}.latest.json")
+}
+
 /// The sidecar URL for a media playlist URL (query dropped: digests are per rendition).
 pub fn sidecar_url(playlist: &Url) -> Option<Url> {
+    sidecar_url_named(playlist, sidecar_name)
+}
+
+/// The latest sidecar's URL for a media playlist URL (see [`latest_sidecar_name`]).
+pub fn latest_sidecar_url(playlist: &Url) -> Option<Url> {
+    sidecar_url_named(playlist, latest_sidecar_name)
+}
+
+fn sidecar_url_named(playlist: &Url, name_for: fn(&str) -> String) -> Option<Url> {
     let name = playlist.path_segments()?.next_back()?.to_string();
     if name.is_empty() {
         return None;
     }
-    let mut u = playlist.join(&sidecar_name(&name)).ok()?;
+    let mut u = playlist.join(&name_for(&name)).ok()?;
     u.set_query(None);
     u.set_fragment(None);
     Some(u)
@@ -647,5 +702,66 @@ mod tests {
             sidecar_url(&u).expect("sidecar").as_str(),
             "https://cdn.test/live/720p/index.sha256.json"
         );
+        assert_eq!(
+            latest_sidecar_name("index.m3u8"),
+            "index.sha256.latest.json"
+        );
+        assert_eq!(
+            latest_sidecar_url(&u).expect("latest").as_str(),
+            "https://cdn.test/live/720p/index.sha256.latest.json"
+        );
+        // A playlist whose name looks like a latest sidecar's stem still gets its own name.
+        assert_ne!(
+            sidecar_name("index.sha256.latest.m3u8"),
+            latest_sidecar_name("index.m3u8")
+        );
+    }
+
+    fn digests_of(entries: &[(&str, &[u8])]) -> Digests {
+        let m = Manifest {
+            version: 1,
+            segments: entries
+                .iter()
+                .map(|(k, b)| (k.to_string(), hex::encode(sha256(b))))
+                .collect(),
+            chunk_size: Some(4096),
+            chunks: Some(
+                entries
+                    .iter()
+                    .map(|(k, b)| (k.to_string(), ChunkDigests::of(b, 4096).to_hex()))
+                    .collect(),
+            ),
+        };
+        Digests::parse(&serde_json::to_vec(&m).expect("json")).expect("parse")
+    }
+
+    #[test]
+    fn merged_digests_take_the_newer_entries_and_drop_what_the_window_left() {
+        let held = digests_of(&[("a.ts", b"A"), ("b.ts", b"B"), ("c.ts", b"C")]);
+        // The latest sidecar: c (re-published with other bytes) and the new d.
+        let newer = digests_of(&[("c.ts", b"C2"), ("d.ts", b"D")]);
+        let m = held.merged(&newer, |k| k != "a.ts");
+        assert_eq!(m.len(), 3);
+        assert_eq!(m.get("a.ts"), None, "outside the window");
+        assert_eq!(m.get("b.ts"), Some(sha256(b"B")));
+        assert_eq!(m.get("c.ts"), Some(sha256(b"C2")), "the newer sidecar wins");
+        assert_eq!(m.get("d.ts"), Some(sha256(b"D")));
+        assert!(m.chunks("c.ts").expect("chunks").verify_all(b"C2"));
+        assert!(!m.chunks("c.ts").expect("chunks").verify_all(b"C"));
+        assert!(m.chunks("b.ts").expect("chunks").verify_all(b"B"));
+        assert!(m.chunks("a.ts").is_none());
+        // A newer sidecar without chunk digests for a replaced entry: the old chunks go too.
+        let plain = Digests::parse(
+            format!(
+                r#"{{"version":1,"segments":{{"b.ts":"{}"}}}}"#,
+                hex::encode(sha256(b"B2"))
+            )
+            .as_bytes(),
+        )
+        .expect("parse");
+        let m = m.merged(&plain, |_| true);
+        assert_eq!(m.get("b.ts"), Some(sha256(b"B2")));
+        assert!(m.chunks("b.ts").is_none());
+        assert!(m.chunks("c.ts").is_some());
     }
 }

@@ -3,9 +3,20 @@
 //! at an interval, as a live packager (`ffmpeg -hls_flags delete_segments`) rewrites its
 //! playlist, hashing each segment file once.
 //!
-//! With a chunk size (default [`DEFAULT_CHUNK_SIZE`]; `--chunk-size 0` turns it off) every
-//! hashed segment also gets its per-chunk digests (`chunk_size` + `chunks`, see the parent
-//! module). A segment that would have more than [`MAX_CHUNKS_PER_SEGMENT`] chunks gets none
+//! Beside each full sidecar it writes the *latest* sidecar, `NAME.sha256.latest.json`: the
+//! same document for the newest [`LATEST_SEGMENTS`] segments of the playlist only. An agent
+//! that follows a live stream needs the digests of each new segment once; fetching the short
+//! file instead of the whole window's cuts what every viewer costs the origin in digests by
+//! the window length ÷ [`LATEST_SEGMENTS`] (see [`super::latest_sidecar_name`]).
+//!
+//! Every hashed segment also gets its per-chunk digests (`chunk_size` + `chunks`, see the
+//! parent module): by default [`LIVE_CHUNK_SIZE`] bytes per chunk for a sliding live
+//! playlist, where a segment must cross the swarm within seconds and each relay forwards a
+//! chunk only once it has verified it, and [`DEFAULT_CHUNK_SIZE`] for VOD and EVENT playlists,
+//! whose sidecar lists every segment and must stay small. The choice is made when a playlist
+//! is first seen and kept for as long as the publisher runs (a live playlist that ends keeps
+//! its chunk size: agents holding its segments must see the same chunks). `--chunk-size N`
+//! fixes the size for every playlist; `--chunk-size 0` turns chunk digests off. A segment that would have more than [`MAX_CHUNKS_PER_SEGMENT`] chunks gets none
 //! (agents then verify it whole), so the sidecar always stays acceptable to the parser.
 
 use std::collections::{BTreeMap, HashMap};
@@ -15,8 +26,8 @@ use std::time::{Duration, SystemTime};
 use url::Url;
 
 use super::{
-    ChunkDigests, DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MAX_CHUNKS_PER_SEGMENT, MIN_CHUNK_SIZE,
-    Manifest, sha256, sidecar_name,
+    ChunkDigests, DEFAULT_CHUNK_SIZE, LATEST_SEGMENTS, LIVE_CHUNK_SIZE, MAX_CHUNK_SIZE,
+    MAX_CHUNKS_PER_SEGMENT, MIN_CHUNK_SIZE, Manifest, latest_sidecar_name, sha256, sidecar_name,
 };
 use crate::playlist::{self, PlaylistInfo, Variables};
 
@@ -61,8 +72,9 @@ pub fn check_chunk_size(chunk_size: u32) -> Result<(), PublishError> {
     }
 }
 
-/// Identity of a hashed piece of a file: path, range, and the file's size and mtime.
-type HashKey = (PathBuf, Option<(u64, u64)>, u64, Option<SystemTime>);
+/// Identity of a hashed piece of a file: path, range, the file's size and mtime, and the chunk
+/// size it was hashed at.
+type HashKey = (PathBuf, Option<(u64, u64)>, u64, Option<SystemTime>, u32);
 
 /// What hashing one piece produced: the whole digest and, with a chunk size, the chunk
 /// digests as sidecar hex (`None` when chunking is off or the piece has too many chunks).
@@ -76,8 +88,11 @@ struct Hashed {
 #[derive(Debug)]
 pub struct Publisher {
     known: HashMap<HashKey, Hashed>,
-    /// 0 = no chunk digests.
-    chunk_size: u32,
+    /// `Some(n)`: every playlist at `n` bytes per chunk (0 = no chunk digests); `None`: by
+    /// playlist type.
+    fixed: Option<u32>,
+    /// The chunk size chosen for each playlist seen (by type, when `fixed` is `None`).
+    chosen: HashMap<PathBuf, u32>,
 }
 
 impl Default for Publisher {
@@ -98,25 +113,37 @@ pub struct ScanReport {
 }
 
 impl Publisher {
-    /// A publisher with an empty digest memory that writes chunk digests of
-    /// [`DEFAULT_CHUNK_SIZE`] bytes.
+    /// A publisher with an empty digest memory that chooses the chunk size by playlist type:
+    /// [`LIVE_CHUNK_SIZE`] for live playlists, [`DEFAULT_CHUNK_SIZE`] for the others.
     pub fn new() -> Self {
-        Self::with_chunk_size(DEFAULT_CHUNK_SIZE)
-    }
-
-    /// A publisher with an empty digest memory and the given chunk size; 0 = no chunk digests.
-    /// A size outside what agents accept (see [`check_chunk_size`]) is not checked here: the
-    /// command line checks it, and agents would reject the sidecars.
-    pub fn with_chunk_size(chunk_size: u32) -> Self {
         Self {
             known: HashMap::new(),
-            chunk_size,
+            fixed: None,
+            chosen: HashMap::new(),
         }
     }
 
-    /// The chunk size in use (0 = no chunk digests).
-    pub fn chunk_size(&self) -> u32 {
-        self.chunk_size
+    /// A publisher with an empty digest memory and one chunk size for every playlist; 0 = no
+    /// chunk digests. A size outside what agents accept (see [`check_chunk_size`]) is not
+    /// checked here: the command line checks it, and agents would reject the sidecars.
+    pub fn with_chunk_size(chunk_size: u32) -> Self {
+        Self {
+            fixed: Some(chunk_size),
+            ..Self::new()
+        }
+    }
+
+    /// The chunk size for playlist `pl` (`live`: it has no `EXT-X-ENDLIST` and is not VOD or
+    /// EVENT), chosen once per playlist.
+    fn chunk_size_for(&mut self, pl: &Path, live: bool) -> u32 {
+        if let Some(n) = self.fixed {
+            return n;
+        }
+        *self.chosen.entry(pl.to_path_buf()).or_insert(if live {
+            LIVE_CHUNK_SIZE
+        } else {
+            DEFAULT_CHUNK_SIZE
+        })
     }
 
     /// Scans `dir` once and (re)writes sidecars whose content changed.
@@ -132,49 +159,48 @@ impl Publisher {
         let mut playlists = Vec::new();
         collect_playlists(&root, &mut playlists, 0)?;
         let mut seen = std::collections::HashSet::new();
+        let playlists_seen: std::collections::HashSet<PathBuf> =
+            playlists.iter().cloned().collect();
         for pl in playlists {
-            let Some((segments, chunks)) = self.digests_for(&root, &pl, &mut report, &mut seen)
+            let Some((chunk_size, entries)) = self.digests_for(&root, &pl, &mut report, &mut seen)
             else {
                 continue;
             };
             report.playlists += 1;
-            let manifest = Manifest {
-                version: 1,
-                segments,
-                chunk_size: (self.chunk_size > 0).then_some(self.chunk_size),
-                chunks: (self.chunk_size > 0).then_some(chunks),
-            };
             let name = pl
                 .file_name()
                 .and_then(|n| n.to_str())
                 .unwrap_or("index.m3u8");
-            let out = pl.with_file_name(sidecar_name(name));
-            let text = match serde_json::to_string(&manifest) {
-                Ok(t) => t,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot serialise manifest");
-                    continue;
-                }
-            };
-            if std::fs::read_to_string(&out).ok().as_deref() == Some(text.as_str()) {
+            let latest = entries.len().saturating_sub(LATEST_SEGMENTS);
+            let Some(full) = manifest_text(chunk_size, &entries) else {
                 continue;
+            };
+            let Some(newest) = manifest_text(chunk_size, &entries[latest..]) else {
+                continue;
+            };
+            // The full sidecar first: an agent that finds the latest one short of a segment
+            // falls back to the full one, which is then at least as new.
+            if write_if_changed(&pl.with_file_name(sidecar_name(name)), &full)? {
+                report.written += 1;
             }
-            write_atomically(&out, text.as_bytes())?;
-            report.written += 1;
+            write_if_changed(&pl.with_file_name(latest_sidecar_name(name)), &newest)?;
         }
         // Forget digests of files that are gone (a live window moved on), so memory stays
         // bounded by what the playlists list.
         self.known.retain(|k, _| seen.contains(k));
+        self.chosen.retain(|pl, _| playlists_seen.contains(pl));
         Ok(report)
     }
 
+    /// The chunk size of `pl` and the digests of the segments it lists, in playlist order (a
+    /// key listed twice: once).
     fn digests_for(
         &mut self,
         root: &Path,
         pl: &Path,
         report: &mut ScanReport,
         seen: &mut std::collections::HashSet<HashKey>,
-    ) -> Option<(BTreeMap<String, String>, BTreeMap<String, String>)> {
+    ) -> Option<(u32, Vec<(String, Hashed)>)> {
         let body = std::fs::read(pl).ok()?;
         let base = Url::from_file_path(pl).ok()?;
         let info = match playlist::parse(
@@ -192,8 +218,10 @@ impl Publisher {
         let PlaylistInfo::Media(media) = info else {
             return None;
         };
-        let mut out = BTreeMap::new();
-        let mut chunks_out = BTreeMap::new();
+        let live = media.is_live() && media.playlist_type.is_none();
+        let chunk_size = self.chunk_size_for(pl, live);
+        let mut out: Vec<(String, Hashed)> = Vec::new();
+        let mut keys = std::collections::HashSet::new();
         for seg in &media.segments {
             if seg.url.scheme() != "file" {
                 continue; // Absolute http(s) URIs point elsewhere; nothing local to hash.
@@ -214,12 +242,18 @@ impl Publisher {
                 continue;
             };
             let range = seg.byterange.map(|r| (r.offset, r.length));
-            let key: HashKey = (path.clone(), range, meta.len(), meta.modified().ok());
+            let key: HashKey = (
+                path.clone(),
+                range,
+                meta.len(),
+                meta.modified().ok(),
+                chunk_size,
+            );
             let hashed = match self.known.get(&key) {
                 Some(h) => h.clone(),
                 None => match read_piece(&path, range) {
                     Some(bytes) => {
-                        let h = hash_piece(&bytes, self.chunk_size, &seg.uri);
+                        let h = hash_piece(&bytes, chunk_size, &seg.uri);
                         self.known.insert(key.clone(), h.clone());
                         h
                     }
@@ -231,13 +265,35 @@ impl Publisher {
             };
             seen.insert(key);
             let digest_key = seg.digest_key();
-            if let Some(c) = hashed.chunks {
-                chunks_out.insert(digest_key.clone(), c);
+            if keys.insert(digest_key.clone()) {
+                out.push((digest_key, hashed));
             }
-            out.insert(digest_key, hex::encode(hashed.whole));
         }
-        Some((out, chunks_out))
+        Some((chunk_size, out))
     }
+}
+
+/// The sidecar document for `entries` (digest key, hashes) at `chunk_size` (0: no chunk
+/// digests), as compact JSON.
+fn manifest_text(chunk_size: u32, entries: &[(String, Hashed)]) -> Option<String> {
+    let chunked = chunk_size > 0;
+    let manifest = Manifest {
+        version: 1,
+        segments: entries
+            .iter()
+            .map(|(k, h)| (k.clone(), hex::encode(h.whole)))
+            .collect(),
+        chunk_size: chunked.then_some(chunk_size),
+        chunks: chunked.then(|| {
+            entries
+                .iter()
+                .filter_map(|(k, h)| Some((k.clone(), h.chunks.clone()?)))
+                .collect::<BTreeMap<_, _>>()
+        }),
+    };
+    serde_json::to_string(&manifest)
+        .map_err(|e| tracing::warn!(error = %e, "cannot serialise manifest"))
+        .ok()
 }
 
 /// Hashes one piece: the whole digest, and the chunk digests when `chunk_size` > 0 and the
@@ -308,6 +364,16 @@ fn collect_playlists(dir: &Path, out: &mut Vec<PathBuf>, depth: usize) -> Result
     Ok(())
 }
 
+/// Writes `text` to `path` (atomically) unless the file already holds exactly that; true if
+/// it wrote.
+fn write_if_changed(path: &Path, text: &str) -> Result<bool, PublishError> {
+    if std::fs::read_to_string(path).ok().as_deref() == Some(text) {
+        return Ok(false);
+    }
+    write_atomically(path, text.as_bytes())?;
+    Ok(true)
+}
+
 /// Writes `bytes` to a temp file beside `path`, then renames it over `path`.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), PublishError> {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
@@ -325,22 +391,25 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), PublishError> {
 }
 
 /// Runs one scan, or scans every `interval` until SIGTERM/SIGINT when `watch` is set.
-/// `chunk_size`: bytes per chunk digest, 0 = none; anything else outside
+/// `chunk_size`: bytes per chunk digest for every playlist, 0 = none; anything else outside
 /// [`MIN_CHUNK_SIZE`]`..=`[`MAX_CHUNK_SIZE`] is refused with [`PublishError::ChunkSize`].
+/// `None`: by playlist type (see the module docs).
 pub async fn run(
     dir: &Path,
     watch: bool,
     interval: Duration,
-    chunk_size: u32,
+    chunk_size: Option<u32>,
 ) -> Result<(), PublishError> {
-    check_chunk_size(chunk_size)?;
+    if let Some(n) = chunk_size {
+        check_chunk_size(n)?;
+    }
     // Installed before the first scan, so a signal sent once it reports is handled.
     let signals = if watch {
         Some(crate::task::Signals::install().map_err(PublishError::Signals)?)
     } else {
         None
     };
-    let mut publisher = Publisher::with_chunk_size(chunk_size);
+    let mut publisher = chunk_size.map_or_else(Publisher::new, Publisher::with_chunk_size);
     let report = publisher.scan(dir)?;
     tracing::info!(
         playlists = report.playlists,
@@ -414,7 +483,6 @@ mod tests {
         )
         .expect("write");
         let mut p = Publisher::new();
-        assert_eq!(p.chunk_size(), DEFAULT_CHUNK_SIZE);
         let r = p.scan(&d).expect("scan");
         assert_eq!(r.playlists, 2);
         assert_eq!(r.written, 2);
@@ -449,6 +517,96 @@ mod tests {
         assert!(!chunks.contains_key("a.ts"));
         assert_eq!(chunks["c.ts"], expected_chunks(b"CCCC", 65536));
         assert_eq!(p.known.len(), 4, "b, c and the two ranges; a is forgotten");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn chunk_size_follows_the_playlist_type_and_sticks() {
+        let d = tempdir("bytype");
+        std::fs::write(d.join("a.ts"), vec![5u8; 40_000]).expect("write");
+        let live = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\na.ts\n";
+        std::fs::write(d.join("live.m3u8"), live).expect("write");
+        std::fs::write(d.join("vod.m3u8"), format!("{live}#EXT-X-ENDLIST\n")).expect("write");
+        std::fs::write(
+            d.join("event.m3u8"),
+            "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-PLAYLIST-TYPE:EVENT\n#EXTINF:2,\na.ts\n",
+        )
+        .expect("write");
+        let mut p = Publisher::new();
+        assert_eq!(p.scan(&d).expect("scan").written, 3);
+        let size = |name: &str| read_sidecar(&d.join(name)).chunk_size;
+        assert_eq!(size("live.sha256.json"), Some(LIVE_CHUNK_SIZE));
+        assert_eq!(size("live.sha256.latest.json"), Some(LIVE_CHUNK_SIZE));
+        assert_eq!(size("vod.sha256.json"), Some(DEFAULT_CHUNK_SIZE));
+        assert_eq!(size("event.sha256.json"), Some(DEFAULT_CHUNK_SIZE));
+        let m = read_sidecar(&d.join("live.sha256.json"));
+        assert_eq!(
+            m.chunks.as_ref().expect("chunks")["a.ts"],
+            expected_chunks(&[5u8; 40_000], LIVE_CHUNK_SIZE as usize)
+        );
+        // The same file at both sizes: each sidecar has its own chunks.
+        let v = read_sidecar(&d.join("vod.sha256.json"));
+        assert_eq!(
+            v.chunks.as_ref().expect("chunks")["a.ts"],
+            expected_chunks(&[5u8; 40_000], DEFAULT_CHUNK_SIZE as usize)
+        );
+        // The live stream ends: its chunk size stays (agents hold its segments as they are).
+        std::fs::write(d.join("live.m3u8"), format!("{live}#EXT-X-ENDLIST\n")).expect("write");
+        p.scan(&d).expect("scan");
+        assert_eq!(size("live.sha256.json"), Some(LIVE_CHUNK_SIZE));
+        // A fixed size applies to every playlist.
+        let mut f = Publisher::with_chunk_size(4096);
+        f.scan(&d).expect("scan");
+        assert_eq!(size("vod.sha256.json"), Some(4096));
+        assert_eq!(size("live.sha256.json"), Some(4096));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn latest_sidecar_holds_the_newest_segments_in_playlist_order() {
+        let d = tempdir("latest");
+        // Names sort against playlist order, so the newest are not the last keys.
+        for (name, body) in [("z.ts", b"ZZ"), ("y.ts", b"YY"), ("x.ts", b"XX")] {
+            std::fs::write(d.join(name), body).expect("write");
+        }
+        let playlist = |names: &[&str]| {
+            let mut t = String::from("#EXTM3U\n#EXT-X-TARGETDURATION:2\n");
+            for n in names {
+                t.push_str(&format!("#EXTINF:2,\n{n}\n"));
+            }
+            t
+        };
+        std::fs::write(d.join("index.m3u8"), playlist(&["z.ts", "y.ts", "x.ts"])).expect("write");
+        let mut p = Publisher::with_chunk_size(4096);
+        assert_eq!(p.scan(&d).expect("scan").written, 1);
+        let full = read_sidecar(&d.join("index.sha256.json"));
+        assert_eq!(full.segments.len(), 3);
+        let latest = read_sidecar(&d.join("index.sha256.latest.json"));
+        assert_eq!(LATEST_SEGMENTS, 2);
+        assert_eq!(
+            latest.segments.keys().collect::<Vec<_>>(),
+            ["x.ts", "y.ts"],
+            "the last two of the playlist"
+        );
+        assert_eq!(latest.segments["x.ts"], full.segments["x.ts"]);
+        assert_eq!(latest.chunk_size, Some(4096));
+        assert_eq!(
+            latest.chunks.as_ref().expect("chunks")["y.ts"],
+            expected_chunks(b"YY", 4096)
+        );
+        // The window moves on: both follow.
+        std::fs::write(d.join("w.ts"), b"WW").expect("write");
+        std::fs::write(d.join("index.m3u8"), playlist(&["y.ts", "x.ts", "w.ts"])).expect("write");
+        assert_eq!(p.scan(&d).expect("scan").written, 1);
+        let latest = read_sidecar(&d.join("index.sha256.latest.json"));
+        assert_eq!(latest.segments.keys().collect::<Vec<_>>(), ["w.ts", "x.ts"]);
+        // A one-segment playlist: the latest sidecar is the full one.
+        std::fs::write(d.join("index.m3u8"), playlist(&["w.ts"])).expect("write");
+        p.scan(&d).expect("scan");
+        assert_eq!(
+            std::fs::read(d.join("index.sha256.latest.json")).expect("latest"),
+            std::fs::read(d.join("index.sha256.json")).expect("full")
+        );
         let _ = std::fs::remove_dir_all(&d);
     }
 
@@ -549,7 +707,7 @@ mod tests {
             .build()
             .expect("runtime");
         let d = tempdir("badsize");
-        let r = rt.block_on(run(&d, false, Duration::from_millis(10), 100));
+        let r = rt.block_on(run(&d, false, Duration::from_millis(10), Some(100)));
         assert!(matches!(r, Err(PublishError::ChunkSize(100))));
         assert!(
             std::fs::read_dir(&d).expect("dir").next().is_none(),

@@ -171,6 +171,12 @@ struct SegStat {
     origin_bytes: f64,
     obtained_bytes: u64,
     peer_bytes: u64,
+    /// Playlist and digest-sidecar bytes the agents fetched from the origin while this was
+    /// the newest segment.
+    meta_bytes: u64,
+    /// Body sizes of the playlist and the sidecar while this is the newest segment (0: not
+    /// computed yet).
+    meta_len: (u32, u32, u32),
 }
 
 struct World<'c> {
@@ -366,6 +372,8 @@ impl<'c> World<'c> {
                 origin_bytes: 0.0,
                 obtained_bytes: 0,
                 peer_bytes: 0,
+                meta_bytes: 0,
+                meta_len: (0, 0, 0),
             })
             .collect();
         let warmup = us(cfg.warmup_s);
@@ -883,6 +891,10 @@ impl<'c> World<'c> {
             self.agents[a as usize].sched.handle_playlist(now, &update);
         }
         self.flush(a);
+        let changed = self.agents[a as usize].sched.newest() > known;
+        // The agent's first sidecar is the full one; later, the latest one covers each new
+        // segment (it holds the digests of the rest of the window).
+        self.count_metadata(newest, changed, known.is_none());
         // Player: start, or request the next fragment if it just appeared.
         let p = &mut self.agents[a as usize].player;
         if p.next.is_none() {
@@ -894,7 +906,83 @@ impl<'c> World<'c> {
         if p.waiting.is_none() {
             self.player_request(a);
         }
-        self.agents[a as usize].sched.newest() > known
+        changed
+    }
+
+    /// One playlist reload while `newest` is the newest segment, and with `sidecar` the digest
+    /// sidecar fetched after it (the agent fetches it whenever the playlist lists a segment it
+    /// has no digest for): the full one if `full`, else the latest one. Counted against
+    /// `newest`, like the segment bytes.
+    fn count_metadata(&mut self, newest: u64, sidecar: bool, full: bool) {
+        if !self.counted(newest) {
+            return;
+        }
+        let (playlist, digests, latest) = match self.stats.get(newest as usize).map(|s| s.meta_len)
+        {
+            Some((0, _, _)) | None => {
+                let lens = self.metadata_lens(newest);
+                if let Some(s) = self.stats.get_mut(newest as usize) {
+                    s.meta_len = lens;
+                }
+                lens
+            }
+            Some(lens) => lens,
+        };
+        let sidecar = match (sidecar, full) {
+            (false, _) => 0,
+            (true, true) => digests,
+            (true, false) => latest,
+        };
+        if let Some(s) = self.stats.get_mut(newest as usize) {
+            s.meta_bytes += u64::from(playlist) + u64::from(sidecar);
+        }
+    }
+
+    /// Body sizes of the live playlist, of its digest sidecar and of its latest sidecar (as
+    /// `publish-digests` writes them: compact JSON, chunk digests when `chunk_size` > 0) while
+    /// `newest` is the newest segment.
+    fn metadata_lens(&self, newest: u64) -> (u32, u32, u32) {
+        let lo = (newest + 1).saturating_sub(self.cfg.window_segments.max(1) as u64);
+        let td = self.cfg.segment_duration_s.ceil().max(1.0) as u64;
+        let mut playlist = format!(
+            "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:{td}\n#EXT-X-MEDIA-SEQUENCE:{lo}\n"
+        );
+        let chunk = self.cfg.chunk_size;
+        let sidecar_len = |from: u64| {
+            let mut segments = std::collections::BTreeMap::new();
+            let mut chunks = std::collections::BTreeMap::new();
+            for seq in from..=newest {
+                let name = format!("seg_{seq:05}.ts");
+                let size = self.whole_size(seq) as u64;
+                if chunk > 0 {
+                    chunks.insert(name.clone(), "0".repeat(64 * size.div_ceil(chunk) as usize));
+                }
+                segments.insert(name, "0".repeat(64));
+            }
+            let manifest = crate::integrity::Manifest {
+                version: 1,
+                segments,
+                chunk_size: (chunk > 0).then_some(chunk as u32),
+                chunks: (chunk > 0).then_some(chunks),
+            };
+            serde_json::to_string(&manifest).map_or(0, |t| t.len())
+        };
+        for seq in lo..=newest {
+            let name = format!("seg_{seq:05}.ts");
+            playlist.push_str(&format!(
+                "#EXTINF:{:.6},\n{name}\n",
+                self.cfg.segment_duration_s
+            ));
+        }
+        let latest_from = (newest + 1)
+            .saturating_sub(crate::integrity::LATEST_SEGMENTS as u64)
+            .max(lo);
+        let len = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        (
+            len(playlist.len()),
+            len(sidecar_len(lo)),
+            len(sidecar_len(latest_from)),
+        )
     }
 
     fn player_request(&mut self, a: u32) {
@@ -1836,6 +1924,7 @@ impl<'c> World<'c> {
         let mut origin = 0f64;
         let mut obtained = 0u64;
         let mut peer = 0u64;
+        let mut meta = 0u64;
         for seq in self.count_from..=self.count_to.min(self.infos.len() as u64 - 1) {
             if seq > self.newest_published(self.end) {
                 break;
@@ -1846,6 +1935,7 @@ impl<'c> World<'c> {
                 origin += s.origin_bytes;
                 obtained += s.obtained_bytes;
                 peer += s.peer_bytes;
+                meta += s.meta_bytes;
             }
         }
         let mut st = self.startups.clone();
@@ -1891,6 +1981,12 @@ impl<'c> World<'c> {
             stall_ratio: if watch > 0.0 { stall_s / watch } else { 0.0 },
             obtained_segment_bytes: obtained,
             peer_segment_bytes: peer,
+            origin_metadata_bytes: meta,
+            offload_ratio_with_metadata: if obtained > 0 {
+                1.0 - (origin + meta as f64) / (obtained + meta) as f64
+            } else {
+                0.0
+            },
             joins: self.joins,
             leaves: self.leaves,
             origin_fetches: OriginFetches {

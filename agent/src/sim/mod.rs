@@ -67,7 +67,13 @@
 //!
 //! Byte figures count segments first published after `warmup_s` and at least `tail_s` before the
 //! end. `origin_copies_per_segment` = origin bytes ÷ unique bytes (partial origin transfers count);
-//! `offload_ratio` = 1 − origin bytes ÷ bytes the agents obtained. `agent_cpu_percent_mean`,
+//! `offload_ratio` = 1 − origin bytes ÷ bytes the agents obtained. The origin's other cost per
+//! viewer is counted beside it: every playlist reload fetches the playlist, and a reload that
+//! lists a segment without a digest fetches the digest sidecar (the full one on joining, the
+//! latest one after that), bodies sized as `publish-digests` writes them for the simulated
+//! window (`origin_metadata_bytes`, counted against the newest segment at the time, and
+//! `offload_ratio_with_metadata`, which puts them on both sides of the ratio; HTTP headers
+//! are left out on both counts). `agent_cpu_percent_mean`,
 //! `agent_rss_mb_max` and `tracker_rss_mb` are process figures that a simulation cannot measure:
 //! they are always `null` here (the emulation bench in `hivecast-bench` fills them).
 
@@ -286,7 +292,7 @@ impl Default for SimConfig {
             download_sigma: 0.5,
             latency_ms_min: 5.0,
             latency_ms_max: 40.0,
-            chunk_size: crate::integrity::DEFAULT_CHUNK_SIZE as u64,
+            chunk_size: crate::integrity::LIVE_CHUNK_SIZE as u64,
             loss: 0.01,
             rto_ms: 200.0,
             origin_latency_ms: 50.0,
@@ -415,6 +421,13 @@ pub struct SimReport {
     pub obtained_segment_bytes: u64,
     /// … of which from peers.
     pub peer_segment_bytes: u64,
+    /// Playlist and digest-sidecar bodies the agents fetched from the origin, over the same
+    /// segments (each counted against the newest segment at the time): the origin's other
+    /// cost per viewer, which `offload_ratio` leaves out.
+    pub origin_metadata_bytes: u64,
+    /// `1 − (origin segment bytes + origin_metadata_bytes) ÷ (obtained segment bytes +
+    /// origin_metadata_bytes)`: the offload of everything the agents fetch.
+    pub offload_ratio_with_metadata: f64,
     /// Agents that joined (initial + churn).
     pub joins: u64,
     /// Agents that left.

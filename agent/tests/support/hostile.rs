@@ -222,7 +222,7 @@ async fn serve_link(
                     for j in 0..k {
                         let have = Message::Have {
                             seq: split.stripes.unit(s.seq, j),
-                            digest: Some(stripes::unit_digest(&d, j, k)),
+                            digest: Some(stripes::unit_digest(&d, j, k, split.chunk)),
                             partial: false,
                         };
                         let _ = sender.send(enc(&have)).await;

@@ -51,7 +51,7 @@ impl ResourceKind {
     /// Classifies a URL path or file name by its extension.
     pub fn of_path(path: &str) -> ResourceKind {
         let lower = path.to_ascii_lowercase();
-        if lower.ends_with(".sha256.json") {
+        if lower.ends_with(".sha256.json") || lower.ends_with(".sha256.latest.json") {
             return ResourceKind::Digest;
         }
         match extension(&lower) {
@@ -201,6 +201,10 @@ mod tests {
         assert_eq!(
             ResourceKind::of_path("/s/index0.vtt"),
             ResourceKind::Subtitles
+        );
+        assert_eq!(
+            ResourceKind::of_path("/live/index.sha256.latest.json"),
+            ResourceKind::Digest
         );
         assert_eq!(
             ResourceKind::of_path("/live/index.sha256.json"),
