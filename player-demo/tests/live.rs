@@ -20,7 +20,7 @@ fn read_media(path: &Path) -> MediaPlaylist {
 
 /// The sidecar `chunks` value for a body, computed here independently of the packager.
 fn chunk_hashes(bytes: &[u8]) -> String {
-    bytes.chunks(65536).map(sha256_hex).collect()
+    bytes.chunks(16384).map(sha256_hex).collect()
 }
 
 fn source_bytes(fx: &Fixtures, rel_dir: &str, index: usize, ext: &str) -> Vec<u8> {
@@ -157,7 +157,7 @@ fn fmp4_source_with_digest_sidecar() {
             std::fs::read_to_string(out.path().join("index.sha256.json")).expect("sidecar");
         let manifest = DigestManifest::from_json(&sidecar).expect("sidecar json");
         assert_eq!(manifest.segments.get("init.mp4"), Some(&sha256_hex(&init)));
-        assert_eq!(manifest.chunk_size, Some(65536));
+        assert_eq!(manifest.chunk_size, Some(16384));
         let chunks = manifest.chunks.as_ref().expect("chunk digests");
         assert_eq!(chunks.get("init.mp4"), Some(&chunk_hashes(&init)));
         for s in &m.segments {
@@ -172,6 +172,29 @@ fn fmp4_source_with_digest_sidecar() {
             assert_eq!(chunks.get(&s.uri), Some(&chunk_hashes(&bytes)), "{}", s.uri);
         }
         assert_eq!(manifest, p.digest_manifest());
+        // The latest sidecar: the newest two segments of the window, as in the full one.
+        let latest = std::fs::read_to_string(out.path().join("index.sha256.latest.json"))
+            .expect("latest sidecar");
+        let latest = DigestManifest::from_json(&latest).expect("latest json");
+        let newest: Vec<&str> = m
+            .segments
+            .iter()
+            .rev()
+            .take(2)
+            .map(|s| s.uri.as_str())
+            .collect();
+        assert_eq!(latest.segments.len(), newest.len());
+        for uri in newest {
+            assert_eq!(
+                latest.segments.get(uri),
+                manifest.segments.get(uri),
+                "{uri}"
+            );
+            assert_eq!(
+                latest.chunks.as_ref().and_then(|c| c.get(uri)),
+                chunks.get(uri)
+            );
+        }
     }
     let last = p.status();
     assert_eq!(last.last_sequence, 15);

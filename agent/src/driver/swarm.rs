@@ -41,7 +41,6 @@ pub enum SwarmInput {
         /// URL after redirects.
         final_url: Url,
     },
-    /// A digest sidecar arrived (or failed: `None`).
     /// A digest sidecar arrived (`None`: absent or rejected); `latest`: the short one that
     /// lists only the newest segments.
     Digests {
