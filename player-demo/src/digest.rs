@@ -213,13 +213,8 @@ pub fn sidecar_path(playlist: &Path) -> PathBuf {
 /// `index.sha256.latest.json`): the same document for the newest [`LATEST_SEGMENTS`]
 /// segments only, which agents fetch for each new segment once they hold the window's digests.
 pub fn latest_sidecar_path(playlist: &Path) -> PathBuf {
-    let full = sidecar_path(playlist);
-    let name = full
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let stem = name.strip_suffix(".json").unwrap_or(&name);
-    full.with_file_name(format!("{stem}.latest.json"))
+    // The sidecar's name ends in `.json`: only that last extension is replaced.
+    sidecar_path(playlist).with_extension("latest.json")
 }
 
 /// Segments in a latest sidecar (as `publish-digests` writes it).
