@@ -717,3 +717,53 @@ async fn live_hold_back_withholds_the_newest_segments_from_players() {
     .await
     .expect("test timed out");
 }
+
+/// With P2P on, a segment is routed to its swarm from the moment the proxy has seen the
+/// playlist that lists it, before the player gets that playlist. Before, the swarm task indexed
+/// it when it got to the playlist; a player that asked at once was served around the swarm,
+/// and the gap in its requests made the scheduler misplace its playhead by the player's whole
+/// buffer (then fetch every later segment from the origin early). A current-thread runtime:
+/// no other task runs between `observe_media_playlist` and the checks.
+#[tokio::test]
+async fn served_playlists_are_routed_to_their_swarm_at_once() {
+    tokio::time::timeout(TIMEOUT, async {
+        let (_fx, origin) = setup().await;
+        let mut cfg = test_config(&[origin.base_url()]);
+        // Nothing listens there: the tracker client retries in the background, swarms start.
+        cfg.p2p.tracker = "ws://127.0.0.1:9/announce".into();
+        let agent = start_agent(cfg).await;
+        let p2p = agent.proxy.p2p().expect("P2P is on").clone();
+        for rel in [fixtures::VOD_TS, fixtures::BYTERANGE] {
+            let origin_url = Url::parse(&origin.url(&format!("/{rel}"))).expect("url");
+            let body = get(origin_url.as_str()).await.body;
+            let info = playlist::parse(
+                &body,
+                &origin_url,
+                &Variables::default(),
+                &playlist::Limits::default(),
+            )
+            .expect("origin playlist parses");
+            let full = info.as_media().expect("a media playlist").clone();
+            assert!(full.segments.len() >= 2, "{rel}");
+            assert!(
+                full.segments.iter().all(|s| !p2p.routes(s)),
+                "{rel}: routed before any playlist was seen"
+            );
+            // A new swarm: routed before its task has run.
+            let mut first = full.clone();
+            let newest = first.segments.pop().expect("segments");
+            p2p.observe_media_playlist(&origin_url, &origin_url, std::sync::Arc::new(first));
+            for s in &full.segments[..full.segments.len() - 1] {
+                assert!(p2p.routes(s), "{rel}: segment {} not routed", s.seq);
+            }
+            assert!(!p2p.routes(&newest));
+            // A running swarm: a newly listed segment is routed before its task sees it.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            p2p.observe_media_playlist(&origin_url, &origin_url, std::sync::Arc::new(full));
+            assert!(p2p.routes(&newest), "{rel}: the newest segment not routed");
+        }
+        agent.shutdown(Duration::from_secs(2)).await;
+    })
+    .await
+    .expect("test timed out");
+}

@@ -178,6 +178,9 @@ const OFFER_FANOUT: usize = 3;
 const BACKSTOP_MAX_SEEDS: f64 = 3.0;
 /// Shortest backstop step, seconds.
 const BACKSTOP_STEP_MIN: f64 = 0.1;
+/// A player request that skips at most this many segments, none of them tracked, still
+/// continues the playhead (see [`Scheduler::handle_player_request`]).
+const MAX_UNTRACKED_SKIP: u64 = 4;
 /// Longest backstop step, as a fraction of the target duration.
 const BACKSTOP_STEP_MAX_TD: f64 = 0.25;
 
@@ -1300,6 +1303,14 @@ impl Scheduler {
     }
 
     /// Units of segment `seq` we track, in order.
+    /// True if no segment strictly between `from` and `to` (`from < to`, at most `max`
+    /// apart) is tracked: a player that asks for `to` after `from` skipped only what we do not
+    /// follow (an `EXT-X-GAP` segment, one it got elsewhere), and plays on.
+    fn untracked_between(&self, from: u64, to: u64, max: u64) -> bool {
+        to - from <= max
+            && (from + 1..to).all(|s| self.segs.range(self.cfg.stripes.units(s)).next().is_none())
+    }
+
     fn units_of(&self, seq: u64) -> Vec<u64> {
         self.segs
             .range(self.cfg.stripes.units(seq))
@@ -1544,11 +1555,10 @@ impl Scheduler {
         self.last_now = now;
         self.timer_gen += 1;
         self.counters.player_requests += 1;
-        let sequential = self
-            .player
-            .last_seq
-            .is_some_and(|l| l + 1 == seq || l == seq)
-            && self.player.anchor.is_some();
+        let sequential = self.player.anchor.is_some()
+            && self.player.last_seq.is_some_and(|l| {
+                l == seq || (l < seq && self.untracked_between(l, seq, MAX_UNTRACKED_SKIP))
+            });
         if !sequential {
             self.player.anchor = None;
             self.player.pending = Some(seq);
@@ -3747,6 +3757,54 @@ mod tests {
         // fetch took 1 s, so the safety margin is 2 × 1 s + 250 ms (above the 1.5 s default).
         let need = t1 + TD * 2;
         assert_eq!(s.poll_timeout(), Some(need - Duration::from_millis(2250)));
+    }
+
+    #[test]
+    fn a_skip_over_untracked_segments_keeps_the_playhead() {
+        fn update(segs: &[SegmentInfo]) -> PlaylistUpdate<'_> {
+            PlaylistUpdate {
+                live: true,
+                target_duration: TD,
+                segments: segs,
+            }
+        }
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(t0, pid(1), no_seed()).unwrap();
+        assert!(s.handle_peer_connected(t0, pid(2)));
+        s.handle_swarm_size(t0, 1 << 40);
+        // Segment 5 is not tracked (a gap, or one the player got around the swarm).
+        let mut segs = infos(0..=6);
+        segs.retain(|i| i.seq != 5);
+        s.handle_playlist(t0, &update(&segs));
+        drain(&mut s);
+        // Startup: segment 3 from the origin, delivered at t1: the player plays from t1.
+        s.handle_player_request(t0, 3);
+        drain(&mut s);
+        let t1 = t0 + Duration::from_secs(1);
+        s.handle_origin_result(t1, 3, Ok(1_000_000));
+        drain(&mut s);
+        for seq in [4, 6] {
+            have(&mut s, t1, 2, seq);
+            s.handle_player_request(t1, seq);
+            let acts = drain(&mut s);
+            let (p, r, _) = requests(&acts)[0];
+            s.handle_transfer_complete(t1, p, r, 1_000_000, true);
+            drain(&mut s);
+        }
+        // The player buffers 4 and 6 ahead: 7 is needed four durations after 3 started, not
+        // one after 6 arrived (re-anchoring there would send 7 to the origin at once).
+        segs.push(infos(7..=7)[0].clone());
+        s.handle_playlist(t1, &update(&segs));
+        assert!(origin(&drain(&mut s)).is_empty());
+        // The origin fetch took 1 s: the margin is 2 × 1 s + 250 ms.
+        assert_eq!(
+            s.poll_timeout(),
+            Some(t1 + TD * 4 - Duration::from_millis(2250))
+        );
+        // A real jump (segment 4 and 6 are tracked) re-anchors: the seek case.
+        assert!(!s.untracked_between(3, 7, MAX_UNTRACKED_SKIP));
+        assert!(s.untracked_between(4, 6, MAX_UNTRACKED_SKIP));
+        assert!(!s.untracked_between(4, 6, 1));
     }
 
     #[test]

@@ -208,6 +208,18 @@ impl P2p {
         key_url.set_fragment(None);
         let key = key_url.as_str().to_string();
         let info_hash = InfoHash::from_swarm_key(&key).0;
+        // The player gets this playlist as soon as we return and may ask for its newest segment
+        // at once. Indexed now, that request reaches the swarm task queued behind this playlist;
+        // indexed by the task, it could arrive first, go around the swarm to the origin, and
+        // leave a gap in the request pattern that the scheduler reads the playhead from.
+        self.index_segments(
+            info_hash,
+            info.segments
+                .iter()
+                .filter(|s| !s.gap)
+                .map(|s| (swarm::segment_index_key(s), s.seq)),
+            0,
+        );
         let existing = lock(&self.swarms).get(&info_hash).map(|h| h.tx.clone());
         if let Some(tx) = existing {
             if tx
@@ -275,13 +287,26 @@ impl P2p {
         forget_below: u64,
     ) {
         let mut index = lock(&self.index);
-        index.retain(|_, e| e.info_hash != info_hash || e.seq >= forget_below);
+        if forget_below > 0 {
+            index.retain(|_, e| e.info_hash != info_hash || e.seq >= forget_below);
+        }
         for (k, seq) in entries {
             if index.len() >= MAX_INDEX {
                 break;
             }
             index.insert(k, IndexEntry { info_hash, seq });
         }
+    }
+
+    /// Whether a player request for `seg` goes to a swarm (rather than the plain proxy path).
+    pub fn routes(&self, seg: &crate::playlist::SegmentRef) -> bool {
+        let Some(entry) = lock(&self.index)
+            .get(&swarm::segment_index_key(seg))
+            .copied()
+        else {
+            return false;
+        };
+        lock(&self.swarms).contains_key(&entry.info_hash)
     }
 
     /// Routes a player request for `key` (origin URL, plus `@offset-length` for ranges) to its

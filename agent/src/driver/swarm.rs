@@ -560,13 +560,7 @@ impl SwarmTask {
                 // Route player requests for these segments here already; they wait for the
                 // sidecar (parked) instead of going to the origin around the scheduler.
                 if let Some(p2p) = self.s.p2p.upgrade() {
-                    let index = info.segments.iter().map(|s| {
-                        let range = s.byterange.map(|r| ByteRange {
-                            start: r.offset,
-                            len: r.length,
-                        });
-                        (index_key(&s.url, range), s.seq)
-                    });
+                    let index = info.segments.iter().map(|s| (segment_index_key(s), s.seq));
                     p2p.index_segments(self.s.info_hash, index, 0);
                 }
                 self.fetch_digests_after(now, Duration::ZERO);
@@ -1766,6 +1760,15 @@ fn strip(u: &Url) -> String {
     let mut u = u.clone();
     u.set_fragment(None);
     u.as_str().to_string()
+}
+
+/// The index key of a playlist segment (see [`index_key`]).
+pub fn segment_index_key(s: &playlist::SegmentRef) -> String {
+    let range = s.byterange.map(|r| ByteRange {
+        start: r.offset,
+        len: r.length,
+    });
+    index_key(&s.url, range)
 }
 
 /// The key under which the proxy looks a player request up: URL, plus `@offset-length` for a
