@@ -27,7 +27,11 @@
 //!   segment is delivered the playhead is anchored, and every later segment's deadline becomes
 //!   its inferred playback time minus the origin safety margin (later than the playlist default
 //!   for a player that sits further behind, earlier for one that is about to stall). A stall
-//!   (delivery after the inferred playback time) shifts the anchor. The margin is at least
+//!   (delivery after the inferred playback time) shifts the anchor. A request that skips
+//!   segments we track is a seek and re-anchors; one that skips only untracked segments (a
+//!   GAP) continues the playhead. The inference needs every player request to reach the
+//!   scheduler: one served around it looks like a seek, and re-anchoring at the next request
+//!   would misplace the playhead by the player's whole buffer. The margin is at least
 //!   `origin_safety_margin` and at least twice the measured origin fetch time plus 250 ms.
 //!   Past the deadline a segment with no transfer running may still ask a free holder, but only
 //!   while the measured origin time (twice the fetch time plus 250 ms) still fits before the
