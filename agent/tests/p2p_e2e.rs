@@ -272,7 +272,7 @@ async fn hostile_case_with(mode: hostile::Mode, striped: bool) {
             },
             &[("HIVECAST_AGENT__P2P__STRIPES", "4")],
         ),
-        hostile::Mode::Slow => (
+        hostile::Mode::Slow | hostile::Mode::Stall => (
             &["--chunk-size", "16384"],
             hostile::Split {
                 stripes: Stripes::WHOLE,
@@ -296,6 +296,7 @@ async fn hostile_case_with(mode: hostile::Mode, striped: bool) {
             hostile::Mode::CorruptChunk => "corrupt-chunk",
             hostile::Mode::DropMidTransfer => "drop",
             hostile::Mode::Slow => "slow",
+            hostile::Mode::Stall => "stall",
         },
         true,
         publish_args,
@@ -360,7 +361,7 @@ async fn hostile_case_with(mode: hostile::Mode, striped: bool) {
                 0.0
             );
         }
-        hostile::Mode::Slow => {
+        hostile::Mode::Slow | hostile::Mode::Stall => {
             assert_eq!(
                 metric(&m, "hivecast_agent_integrity_failures_total", ""),
                 0.0
@@ -380,7 +381,7 @@ async fn hostile_case_with(mode: hostile::Mode, striped: bool) {
                 "hivecast_agent_downloaded_bytes_total",
                 "source=\"peer\"",
             );
-            eprintln!("Slow: origin tails {tails}, joined {joined}, peer bytes {peer}");
+            eprintln!("{mode:?}: origin tails {tails}, joined {joined}, peer bytes {peer}");
             for l in m
                 .lines()
                 .filter(|l| l.contains("p2p_origin") && !l.starts_with('#'))
@@ -389,7 +390,7 @@ async fn hostile_case_with(mode: hostile::Mode, striped: bool) {
             }
             assert!(
                 joined >= 1.0,
-                "no late peer transfer was completed by an origin tail ({tails} started)\nagent log:\n{}",
+                "no late or stalled peer transfer was completed by an origin tail ({tails} started)\nagent log:\n{}",
                 agent.proc_.log()
             );
             assert!(peer > 0.0, "the slow peer's heads were not counted");
@@ -453,6 +454,16 @@ async fn peer_lost_mid_transfer_falls_back_in_time() {
 async fn slow_peer_transfer_is_completed_by_an_origin_tail() {
     let _serial = serial().await;
     tokio::time::timeout(Duration::from_secs(120), hostile_case(hostile::Mode::Slow))
+        .await
+        .expect("test timed out");
+}
+
+/// An honest peer that sends half of each segment and then nothing, with the link up: past
+/// the deadline the agent keeps the verified half and takes only the rest from the origin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_peer_transfer_keeps_its_head_and_the_origin_sends_the_rest() {
+    let _serial = serial().await;
+    tokio::time::timeout(Duration::from_secs(120), hostile_case(hostile::Mode::Stall))
         .await
         .expect("test timed out");
 }

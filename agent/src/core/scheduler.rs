@@ -2538,6 +2538,19 @@ impl Scheduler {
     /// the origin margin, from its measured rate, if that is worth an origin tail (at least an
     /// eighth of the segment, and not all of it).
     fn tail_split(&self, now: Instant, seg: &Seg) -> Option<u64> {
+        let (chunk, f, total) = self.tail_candidate(seg)?;
+        let rate = Self::fetch_rate(f)?;
+        let by = seg.need_by?.checked_sub(self.margin())?;
+        let budget = by.checked_duration_since(now)?.as_secs_f64();
+        // Aim a little short of the projection so the head is not late again, and start the
+        // tail at a chunk boundary (the head is joined in whole verified chunks).
+        let from = (f.received + (0.9 * rate * budget) as u64) / chunk * chunk;
+        (from > 0 && from >= f.received + total / 8 && from < total).then_some(from)
+    }
+
+    /// The one peer transfer of `seg` an origin tail could complete, with the chunk size and
+    /// the unit's length; `None` when tails are off or do not apply.
+    fn tail_candidate<'s>(&self, seg: &'s Seg) -> Option<(u64, &'s Fetch, u64)> {
         let chunk = u64::from(seg.chunk_size?).max(1);
         if !self.cfg.origin_tails
             || seg.tail.is_some()
@@ -2552,14 +2565,15 @@ impl Scheduler {
         if !matches!(f.from, FetchFrom::Peer { .. }) {
             return None;
         }
-        let total = f.total?;
-        let rate = Self::fetch_rate(f)?;
-        let by = seg.need_by?.checked_sub(self.margin())?;
-        let budget = by.checked_duration_since(now)?.as_secs_f64();
-        // Aim a little short of the projection so the head is not late again, and start the
-        // tail at a chunk boundary (the head is joined in whole verified chunks).
-        let from = (f.received + (0.9 * rate * budget) as u64) / chunk * chunk;
-        (from > 0 && from >= f.received + total / 8 && from < total).then_some(from)
+        Some((chunk, f, f.total?))
+    }
+
+    /// Where the origin takes over a transfer that stopped short past the deadline: right after
+    /// its verified head (the whole chunks received). `None` under one chunk.
+    fn head_split(&self, seg: &Seg) -> Option<u64> {
+        let (chunk, f, total) = self.tail_candidate(seg)?;
+        let from = f.received / chunk * chunk;
+        (from > 0 && from < total).then_some(from)
     }
 
     /// Keeps the late head transfer of `seq` and asks the origin for bytes `from..`.
@@ -2778,6 +2792,12 @@ impl Scheduler {
             return;
         }
         if any_late && let Some(from) = self.tail_split(now, seg) {
+            self.start_tail(seq, from);
+            return;
+        }
+        // Past the deadline no other holder is asked: a transfer that stopped short keeps what
+        // it verified, and the origin sends the rest rather than the whole unit.
+        if past_deadline && let Some(from) = self.head_split(seg) {
             self.start_tail(seq, from);
             return;
         }
@@ -4569,6 +4589,46 @@ mod tests {
         s.handle_tail_complete(t0 + Duration::from_secs(3), 5, 1_000_000, 500_000);
         assert_eq!(s.source(5), Some(Source::Origin));
         assert_eq!(s.counters().origin_tails_done, 0);
+    }
+
+    #[test]
+    fn transfer_stopped_short_past_its_deadline_keeps_its_verified_head() {
+        let t0 = Instant::now();
+        let mut s = joined_chunked(t0, 1, &[2], no_seed());
+        let (p, r) = active_request(&mut s, t0, 2, 5);
+        // 300 kB of 1 MB arrive at once, then nothing (the link stays up).
+        s.handle_transfer_progress(t0 + Duration::from_millis(100), p, r, 300_000, 1_000_000);
+        assert!(drain(&mut s).is_empty());
+        // Until the deadline nobody else holds 5; then the origin sends what is missing.
+        let mut acts = Vec::new();
+        while acts.is_empty() {
+            let t = s.poll_timeout().expect("a deadline is pending");
+            assert!(t < t0 + Duration::from_secs(10), "nothing happened");
+            s.handle_timeout(t);
+            acts = drain(&mut s);
+        }
+        let chunk = u64::from(CHUNK);
+        assert_eq!(
+            tail_of(&acts),
+            Some((5, 300_000 / chunk * chunk)),
+            "{acts:?}"
+        );
+        // (3 and 4, wanted since the join and held by nobody, go to the origin whole.)
+        assert!(
+            origin(&acts).iter().all(|o| o.0 != 5),
+            "no whole fetch of 5: {acts:?}"
+        );
+        assert!(!acts.iter().any(|a| matches!(a, Action::CancelPeer { .. })));
+        // The head is done: it never counts as stalled again, and the joined copy completes 5.
+        let t = t0 + Duration::from_secs(5);
+        s.handle_timeout(t);
+        assert!(origin(&drain(&mut s)).iter().all(|o| o.0 != 5));
+        let from = 300_000 / chunk * chunk;
+        s.handle_tail_complete(t, 5, 1_000_000, 1_000_000 - from);
+        assert!(s.has(5));
+        let c = s.counters();
+        assert_eq!((c.origin_tails_done, c.origin_hedges), (1, 0));
+        assert_eq!(c.peer_bytes, from);
     }
 
     #[test]

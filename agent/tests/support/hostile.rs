@@ -65,6 +65,8 @@ pub enum Mode {
     /// Honest but slow: sends the real segment at a quarter of the stream rate, so the agent
     /// projects the transfer late.
     Slow,
+    /// Sends the real segment's first half at once, then nothing more (the link stays open).
+    Stall,
 }
 
 /// Counters the test reads.
@@ -287,12 +289,34 @@ async fn serve_link(
                             st.bad_answers.fetch_add(1, Ordering::Relaxed);
                         });
                     }
+                    Ok(SessionEvent::Control(Message::Request { req_id, seq: unit, .. })) if mode == Mode::Stall => {
+                        stats.requests.fetch_add(1, Ordering::Relaxed);
+                        let Some((url, _)) = urls.get(&split.stripes.seq_of(unit)).cloned() else { continue };
+                        let (sender, client, st) = (sender.clone(), client.clone(), stats.clone());
+                        tokio::spawn(async move {
+                            let Ok(f) = client.get(url.as_str(), &[]).await else { return };
+                            let Some(body) = unit_bytes(&f.body, unit, split) else { return };
+                            let total = body.len();
+                            let half = total / 2;
+                            let frame = 16 * 1024;
+                            let mut off = 0usize;
+                            while off < half {
+                                let end = (off + frame).min(half);
+                                let m = Message::Data { req_id, offset: off as u32, total_len: total as u32, payload: body.slice(off..end) };
+                                if sender.send(enc(&m)).await.is_err() {
+                                    return;
+                                }
+                                off = end;
+                            }
+                            st.bad_answers.fetch_add(1, Ordering::Relaxed);
+                        });
+                    }
                     Ok(SessionEvent::Control(Message::Request { req_id, .. })) => {
                         stats.requests.fetch_add(1, Ordering::Relaxed);
                         let total: u32 = 200_000;
                         let chunk = 60_000usize;
                         let limit = match mode {
-                            Mode::Corrupt | Mode::CorruptChunk | Mode::Slow => total as usize,
+                            Mode::Corrupt | Mode::CorruptChunk | Mode::Slow | Mode::Stall => total as usize,
                             Mode::DropMidTransfer => total as usize / 2,
                         };
                         let mut off = 0usize;
