@@ -19,7 +19,7 @@ use hivecast_agent::core::peer_proto::{
 use hivecast_agent::core::stripes::{self, Stripes};
 use hivecast_agent::playlist::{self, PlaylistInfo, Variables};
 use hivecast_agent::tracker_client::{self, TrackerClientConfig, TrackerEvent};
-use hivecast_agent::transport::{TransportConfig, WebRtcTransport};
+use hivecast_agent::transport::{FrameSender, TransportConfig, WebRtcTransport};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use url::Url;
@@ -92,6 +92,37 @@ fn enc(m: &Message) -> Bytes {
     let mut b = BytesMut::new();
     encode(m, &mut b).expect("encodable");
     b.freeze()
+}
+
+/// Answers request `req_id` with `body[..limit]` (announced as `body.len()` bytes) in `Data`
+/// frames of at most `frame` bytes, pausing `gap` after each; `false` once the link is closed.
+async fn send_data(
+    sender: &FrameSender,
+    req_id: u32,
+    body: &Bytes,
+    limit: usize,
+    frame: usize,
+    gap: Duration,
+) -> bool {
+    let total_len = body.len() as u32;
+    let mut off = 0usize;
+    while off < limit {
+        let end = (off + frame).min(limit);
+        let m = Message::Data {
+            req_id,
+            offset: off as u32,
+            total_len,
+            payload: body.slice(off..end),
+        };
+        if sender.send(enc(&m)).await.is_err() {
+            return false;
+        }
+        off = end;
+        if !gap.is_zero() {
+            tokio::time::sleep(gap).await;
+        }
+    }
+    true
 }
 
 /// Starts a hostile peer in the swarm of `playlist_url` (the origin URL of the media playlist).
@@ -249,17 +280,7 @@ async fn serve_link(
                         }
                         body[bad * chunk + 10] ^= 0x55;
                         let limit = (bad + 1) * chunk;
-                        let total = body.len() as u32;
-                        let body = Bytes::from(body);
-                        let mut off = 0usize;
-                        while off < limit {
-                            let end = (off + 60_000).min(limit);
-                            let m = Message::Data { req_id, offset: off as u32, total_len: total, payload: body.slice(off..end) };
-                            if sender.send(enc(&m)).await.is_err() {
-                                break;
-                            }
-                            off = end;
-                        }
+                        send_data(&sender, req_id, &Bytes::from(body), limit, 60_000, Duration::ZERO).await;
                         stats.bad_answers.fetch_add(1, Ordering::Relaxed);
                     }
                     Ok(SessionEvent::Control(Message::Request { req_id, seq: unit, .. })) if mode == Mode::Slow => {
@@ -276,17 +297,9 @@ async fn serve_link(
                             // A quarter of the stream rate: the whole body takes four segment
                             // durations.
                             let gap = Duration::from_secs_f64(4.0 * secs * frame as f64 / total.max(1) as f64);
-                            let mut off = 0usize;
-                            while off < total {
-                                let end = (off + frame).min(total);
-                                let m = Message::Data { req_id, offset: off as u32, total_len: total as u32, payload: body.slice(off..end) };
-                                if sender.send(enc(&m)).await.is_err() {
-                                    return;
-                                }
-                                off = end;
-                                tokio::time::sleep(gap).await;
+                            if send_data(&sender, req_id, &body, total, frame, gap).await {
+                                st.bad_answers.fetch_add(1, Ordering::Relaxed);
                             }
-                            st.bad_answers.fetch_add(1, Ordering::Relaxed);
                         });
                     }
                     Ok(SessionEvent::Control(Message::Request { req_id, seq: unit, .. })) if mode == Mode::Stall => {
@@ -296,19 +309,9 @@ async fn serve_link(
                         tokio::spawn(async move {
                             let Ok(f) = client.get(url.as_str(), &[]).await else { return };
                             let Some(body) = unit_bytes(&f.body, unit, split) else { return };
-                            let total = body.len();
-                            let half = total / 2;
-                            let frame = 16 * 1024;
-                            let mut off = 0usize;
-                            while off < half {
-                                let end = (off + frame).min(half);
-                                let m = Message::Data { req_id, offset: off as u32, total_len: total as u32, payload: body.slice(off..end) };
-                                if sender.send(enc(&m)).await.is_err() {
-                                    return;
-                                }
-                                off = end;
+                            if send_data(&sender, req_id, &body, body.len() / 2, 16 * 1024, Duration::ZERO).await {
+                                st.bad_answers.fetch_add(1, Ordering::Relaxed);
                             }
-                            st.bad_answers.fetch_add(1, Ordering::Relaxed);
                         });
                     }
                     Ok(SessionEvent::Control(Message::Request { req_id, .. })) => {
@@ -319,16 +322,8 @@ async fn serve_link(
                             Mode::Corrupt | Mode::CorruptChunk | Mode::Slow | Mode::Stall => total as usize,
                             Mode::DropMidTransfer => total as usize / 2,
                         };
-                        let mut off = 0usize;
-                        while off < limit {
-                            let end = (off + chunk).min(limit);
-                            let payload = Bytes::from(vec![0xA5u8; end - off]);
-                            let m = Message::Data { req_id, offset: off as u32, total_len: total, payload };
-                            if sender.send(enc(&m)).await.is_err() {
-                                break;
-                            }
-                            off = end;
-                        }
+                        let body = Bytes::from(vec![0xA5u8; total as usize]);
+                        send_data(&sender, req_id, &body, limit, chunk, Duration::ZERO).await;
                         stats.bad_answers.fetch_add(1, Ordering::Relaxed);
                         if mode == Mode::DropMidTransfer {
                             handle.close().await;
