@@ -47,3 +47,48 @@ fn short_simulation_reports_every_key() {
     assert!((v["upload_bound"].as_f64().expect("bound") - 1.0).abs() < 1e-9);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Runs a small simulation with `extra` flags and `GLIBC_TUNABLES` removed from its
+/// environment; returns the report.
+fn small_run(name: &str, extra: &[&str]) -> serde_json::Value {
+    let dir =
+        std::env::temp_dir().join(format!("hivecast-sim-pages-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let json = dir.join("sim.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_hivecast-bench"))
+        .env_remove("GLIBC_TUNABLES")
+        .args(["sim", "--agents", "12", "--duration", "40"])
+        .args(extra)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = serde_json::from_slice(&std::fs::read(&json).expect("report")).expect("json");
+    let _ = std::fs::remove_dir_all(&dir);
+    v
+}
+
+#[test]
+fn the_simulator_asks_for_huge_pages_unless_told_not_to_and_reports_the_same() {
+    let huge = small_run("huge", &[]);
+    let plain = small_run("plain", &["--no-huge-pages"]);
+    let glibc_linux = cfg!(all(target_os = "linux", target_env = "gnu"));
+    assert_eq!(huge["malloc_huge_pages"].as_bool(), Some(glibc_linux));
+    assert_eq!(plain["malloc_huge_pages"].as_bool(), Some(false));
+    // The page size changes the wall time only: the simulation is deterministic.
+    for k in [
+        "events",
+        "messages",
+        "origin_segment_bytes",
+        "peer_segment_bytes",
+        "stalls",
+    ] {
+        assert_eq!(huge[k], plain[k], "{k} differs");
+        assert!(huge[k].is_number(), "{k} missing");
+    }
+}
