@@ -26,7 +26,12 @@
 //!   the playhead: the first request (startup or seek) gets `now + player_wait_budget`; once that
 //!   segment is delivered the playhead is anchored, and every later segment's deadline becomes
 //!   its inferred playback time minus the origin safety margin (later than the playlist default
-//!   for a player that sits further behind, earlier for one that is about to stall). A stall
+//!   for a player that sits further behind, earlier for one that is about to stall). The
+//!   anchor then moves forward with each sequential request, adding the durations of the
+//!   segments it passes, so a need-by time adds only EXTINF durations of segments ahead of
+//!   the playhead (a segment that has left the window used to count at the target duration;
+//!   with segments shorter than the target, every need-by time, and the origin fallback with
+//!   it, drifted later for as long as the player played). A stall
 //!   (delivery after the inferred playback time) shifts the anchor. A request that skips
 //!   segments we track is a seek and re-anchors; one that skips only untracked segments (a
 //!   GAP) continues the playhead. The inference needs every player request to reach the
@@ -1510,6 +1515,31 @@ impl Scheduler {
         units.map(|(_, x)| x.duration).sum()
     }
 
+    /// Moves the playhead anchor forward to segment `to` (at most to the player's last
+    /// request), adding the durations of the segments it passes: the same inferred playhead,
+    /// from a later segment. Called on each sequential player request, while the segments
+    /// behind it are still in the window. Left at the startup segment, the anchor made
+    /// [`Self::player_need_by`] count every segment that had left the window at the target
+    /// duration, an upper bound (most live segments are shorter), so every later need-by time
+    /// drifted later by the difference, one forgotten segment after another (and with it the
+    /// origin fallback, past the moment the player needs the segment); and the walk from the
+    /// startup segment cost more the longer the session.
+    fn advance_anchor(&mut self, to: u64) {
+        let (Some((mut seq, mut t)), Some(last)) = (self.player.anchor, self.player.last_seq)
+        else {
+            return;
+        };
+        let to = to.min(last);
+        if seq >= to {
+            return;
+        }
+        while seq < to {
+            t += self.seg_duration(seq);
+            seq += 1;
+        }
+        self.player.anchor = Some((seq, t));
+    }
+
     /// When the player needs unit `unit`: when its segment starts playing (a segment is
     /// served to the player only whole).
     fn player_need_by(&self, unit: u64) -> Option<Instant> {
@@ -1573,6 +1603,11 @@ impl Scheduler {
             self.player.pending = Some(seq);
         }
         self.player.last_seq = Some(seq);
+        if sequential {
+            // The playhead from the newest request on: a need-by time then adds only the
+            // durations of the segments ahead of it.
+            self.advance_anchor(seq);
+        }
         let units = self.units_of(seq);
         if units.is_empty() {
             self.player.pending = None;
@@ -3834,6 +3869,79 @@ mod tests {
         assert!(!s.untracked_between(3, 7, MAX_UNTRACKED_SKIP));
         assert!(s.untracked_between(4, 6, MAX_UNTRACKED_SKIP));
         assert!(!s.untracked_between(4, 6, 1));
+    }
+
+    #[test]
+    fn the_playhead_keeps_real_durations_after_its_segments_leave_the_window() {
+        // Segments of 3 s under a 4 s target duration: EXTINF below the target is the usual
+        // live case (the target is the longest segment, rounded up).
+        const D: Duration = Duration::from_secs(3);
+        let seg = |seq: u64| SegmentInfo {
+            seq,
+            digest: dig(seq),
+            duration: D,
+            size_hint: Some(1_000_000),
+            chunk_size: None,
+        };
+        let update = |segs: &[SegmentInfo]| {
+            let mut s = segs.to_vec();
+            s.sort_by_key(|i| i.seq);
+            s
+        };
+        let window = |last: u64| update(&(last - 5..=last).map(seg).collect::<Vec<_>>());
+        let playlist = |s: &mut Scheduler, now: Instant, segs: &[SegmentInfo]| {
+            s.handle_playlist(
+                now,
+                &PlaylistUpdate {
+                    live: true,
+                    target_duration: TD,
+                    segments: segs,
+                },
+            );
+        };
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(t0, pid(1), no_seed()).unwrap();
+        assert!(s.handle_peer_connected(t0, pid(2)));
+        s.handle_swarm_size(t0, 1 << 40);
+        playlist(&mut s, t0, &window(5));
+        drain(&mut s);
+        // Startup: segment 3 from the origin, delivered at t1: the player plays from t1.
+        s.handle_player_request(t0, 3);
+        drain(&mut s);
+        let t1 = t0 + Duration::from_secs(1);
+        s.handle_origin_result(t1, 3, Ok(1_000_000));
+        drain(&mut s);
+        // The stream goes on for 40 segments; each new one comes from the peer at once and the
+        // player asks for each in turn (one segment ahead of its playhead). Segments 0..=34
+        // leave the window and are forgotten on the way.
+        let mut now = t1;
+        for seq in 4..=40 {
+            playlist(&mut s, now, &window(seq + 2));
+            drain(&mut s);
+            for new in seq..=seq + 2 {
+                if s.status(new) != Some(SegmentStatus::Have) && s.status(new).is_some() {
+                    have(&mut s, now, 2, new);
+                    for (p, r, q) in requests(&drain(&mut s)) {
+                        assert_eq!(q, new);
+                        s.handle_transfer_complete(now, p, r, 1_000_000, true);
+                    }
+                    drain(&mut s);
+                }
+            }
+            assert_eq!(s.handle_player_request(now, seq), PlayerOutcome::Ready);
+            now += D;
+        }
+        assert_eq!(s.status(30), None, "forgotten");
+        // Segment 43 appears with no holder: it is needed when the player reaches it, 40
+        // real durations after segment 3 started, less the margin (2 × the 1 s origin fetch
+        // + 250 ms). Counting forgotten segments at the target duration would put it
+        // 35 × (4 − 3) s later.
+        playlist(&mut s, now, &window(43));
+        assert!(origin(&drain(&mut s)).is_empty());
+        assert_eq!(
+            s.poll_timeout(),
+            Some(t1 + D * 40 - Duration::from_millis(2250))
+        );
     }
 
     #[test]
