@@ -61,9 +61,9 @@ const HUGE_PAGES_TUNABLE: &str = "glibc.malloc.hugetlb=1";
 /// Huge pages for the simulator's heap, by running it again with glibc's tunable set.
 ///
 /// Ten thousand schedulers hold about 350 MB, and nearly every event touches a different
-/// agent's state, so on 4 KiB pages most memory reads also miss the TLB. Linux distributions
-/// ship transparent huge pages in `madvise` mode, where a heap gets them only if malloc asks,
-/// which glibc does only under this tunable; it is read at start-up, hence the re-exec (the
+/// agent's state, so on 4 KiB pages most memory reads also miss the TLB. Many Linux systems
+/// (this project's CI machine too) run transparent huge pages in `madvise` mode, where a heap
+/// gets them only if malloc asks, which glibc does only under this tunable; it is read at start-up, hence the re-exec (the
 /// workspace forbids the `unsafe` a direct `madvise` would need). Measured as pairs of
 /// 10,000-agent runs sharing the machine: about 9 % less wall time, identical reports
 /// (BENCHMARKS.md). Skipped when `GLIBC_TUNABLES` is already set (the caller chose) or with

@@ -3,22 +3,17 @@
 
 use std::process::Command;
 
-#[test]
-fn short_simulation_reports_every_key() {
-    let dir = std::env::temp_dir().join(format!("hivecast-sim-smoke-{}", std::process::id()));
+/// Runs `hivecast-bench sim` with `args` (and `GLIBC_TUNABLES` removed from its environment,
+/// so the huge-page default applies); returns its JSON report.
+fn run_sim(name: &str, args: &[&str]) -> serde_json::Value {
+    let dir = std::env::temp_dir().join(format!("hivecast-sim-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("mkdir");
     let json = dir.join("sim.json");
     let out = Command::new(env!("CARGO_BIN_EXE_hivecast-bench"))
-        .args([
-            "sim",
-            "--agents",
-            "30",
-            "--duration",
-            "120",
-            "--upload",
-            "1.5",
-            "--json",
-        ])
+        .env_remove("GLIBC_TUNABLES")
+        .arg("sim")
+        .args(args)
+        .arg("--json")
         .arg(&json)
         .output()
         .expect("runs");
@@ -27,8 +22,17 @@ fn short_simulation_reports_every_key() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&json).expect("report")).expect("json");
+    let v = serde_json::from_slice(&std::fs::read(&json).expect("report")).expect("json");
+    let _ = std::fs::remove_dir_all(&dir);
+    v
+}
+
+#[test]
+fn short_simulation_reports_every_key() {
+    let v = run_sim(
+        "smoke",
+        &["--agents", "30", "--duration", "120", "--upload", "1.5"],
+    );
     for k in hivecast_agent::sim::REPORT_KEYS {
         assert!(v.get(k).is_some(), "missing key {k}");
     }
@@ -45,38 +49,13 @@ fn short_simulation_reports_every_key() {
     );
     assert!(v["segments"].as_u64().unwrap_or(0) > 0);
     assert!((v["upload_bound"].as_f64().expect("bound") - 1.0).abs() < 1e-9);
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// Runs a small simulation with `extra` flags and `GLIBC_TUNABLES` removed from its
-/// environment; returns the report.
-fn small_run(name: &str, extra: &[&str]) -> serde_json::Value {
-    let dir =
-        std::env::temp_dir().join(format!("hivecast-sim-pages-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("mkdir");
-    let json = dir.join("sim.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_hivecast-bench"))
-        .env_remove("GLIBC_TUNABLES")
-        .args(["sim", "--agents", "12", "--duration", "40"])
-        .args(extra)
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .expect("runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v = serde_json::from_slice(&std::fs::read(&json).expect("report")).expect("json");
-    let _ = std::fs::remove_dir_all(&dir);
-    v
 }
 
 #[test]
 fn the_simulator_asks_for_huge_pages_unless_told_not_to_and_reports_the_same() {
-    let huge = small_run("huge", &[]);
-    let plain = small_run("plain", &["--no-huge-pages"]);
+    let small = ["--agents", "12", "--duration", "40"];
+    let huge = run_sim("huge", &small);
+    let plain = run_sim("plain", &[&small[..], &["--no-huge-pages"]].concat());
     let glibc_linux = cfg!(all(target_os = "linux", target_env = "gnu"));
     assert_eq!(huge["malloc_huge_pages"].as_bool(), Some(glibc_linux));
     assert_eq!(plain["malloc_huge_pages"].as_bool(), Some(false));
