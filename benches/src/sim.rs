@@ -54,6 +54,9 @@ pub struct Args {
     no_huge_pages: bool,
 }
 
+/// Built for Linux with glibc, where [`HUGE_PAGES_TUNABLE`] applies.
+const GLIBC_LINUX: bool = cfg!(all(target_os = "linux", target_env = "gnu"));
+
 /// The glibc tunable that backs malloc's heap with transparent huge pages (glibc 2.35+; older
 /// versions ignore it).
 const HUGE_PAGES_TUNABLE: &str = "glibc.malloc.hugetlb=1";
@@ -63,16 +66,13 @@ const HUGE_PAGES_TUNABLE: &str = "glibc.malloc.hugetlb=1";
 /// Ten thousand schedulers hold about 350 MB, and nearly every event touches a different
 /// agent's state, so on 4 KiB pages most memory reads also miss the TLB. Many Linux systems
 /// (this project's CI machine too) run transparent huge pages in `madvise` mode, where a heap
-/// gets them only if malloc asks, which glibc does only under this tunable; it is read at start-up, hence the re-exec (the
-/// workspace forbids the `unsafe` a direct `madvise` would need). Measured as pairs of
-/// 10,000-agent runs sharing the machine: about 9 % less wall time, identical reports
-/// (BENCHMARKS.md). Skipped when `GLIBC_TUNABLES` is already set (the caller chose) or with
-/// `--no-huge-pages`; returns only if no re-exec happened.
+/// gets them only if malloc asks, which glibc does only under this tunable. glibc reads it at
+/// start-up, hence the re-exec (the workspace forbids the `unsafe` a direct `madvise` would
+/// need). Measured as pairs of 10,000-agent runs sharing the machine: about 9 % less wall
+/// time, identical reports (BENCHMARKS.md). Skipped when `GLIBC_TUNABLES` is already set (the
+/// caller chose) or with `--no-huge-pages`; returns only if no re-exec happened.
 fn huge_pages(a: &Args) {
-    if a.no_huge_pages
-        || !cfg!(all(target_os = "linux", target_env = "gnu"))
-        || std::env::var_os("GLIBC_TUNABLES").is_some()
-    {
+    if a.no_huge_pages || !GLIBC_LINUX || std::env::var_os("GLIBC_TUNABLES").is_some() {
         return;
     }
     #[cfg(unix)]
@@ -93,7 +93,7 @@ fn huge_pages(a: &Args) {
 
 /// True if this process runs with glibc's huge-page tunable (reported as `malloc_huge_pages`).
 fn on_huge_pages() -> bool {
-    cfg!(all(target_os = "linux", target_env = "gnu"))
+    GLIBC_LINUX
         && std::env::var("GLIBC_TUNABLES")
             .is_ok_and(|v| v.split(':').any(|t| t == HUGE_PAGES_TUNABLE))
 }

@@ -1515,25 +1515,21 @@ impl Scheduler {
         units.map(|(_, x)| x.duration).sum()
     }
 
-    /// Moves the playhead anchor forward to segment `to` (at most to the player's last
-    /// request), adding the durations of the segments it passes: the same inferred playhead,
-    /// from a later segment. Called on each sequential player request, while the segments
-    /// behind it are still in the window. Left at the startup segment, the anchor made
-    /// [`Self::player_need_by`] count every segment that had left the window at the target
-    /// duration, an upper bound (most live segments are shorter), so every later need-by time
-    /// drifted later by the difference, one forgotten segment after another (and with it the
-    /// origin fallback, past the moment the player needs the segment); and the walk from the
-    /// startup segment cost more the longer the session.
-    fn advance_anchor(&mut self, to: u64) {
+    /// Moves the playhead anchor forward to the player's last request, adding the durations
+    /// of the segments it passes: the same inferred playhead, from a later segment. Called on
+    /// each sequential player request, while the segments behind it are still in the window.
+    /// Left at the startup segment, the anchor made [`Self::player_need_by`] count every
+    /// segment that had left the window at the target duration, an upper bound (most live
+    /// segments are shorter), so every later need-by time drifted later by the difference, one
+    /// forgotten segment after another (and with it the origin fallback, past the moment the
+    /// player needs the segment); and the walk from the startup segment cost more the longer
+    /// the session.
+    fn advance_anchor(&mut self) {
         let (Some((mut seq, mut t)), Some(last)) = (self.player.anchor, self.player.last_seq)
         else {
             return;
         };
-        let to = to.min(last);
-        if seq >= to {
-            return;
-        }
-        while seq < to {
+        while seq < last {
             t += self.seg_duration(seq);
             seq += 1;
         }
@@ -1606,7 +1602,7 @@ impl Scheduler {
         if sequential {
             // The playhead from the newest request on: a need-by time then adds only the
             // durations of the segments ahead of it.
-            self.advance_anchor(seq);
+            self.advance_anchor();
         }
         let units = self.units_of(seq);
         if units.is_empty() {
@@ -3851,7 +3847,6 @@ mod tests {
 
     #[test]
     fn a_skip_over_untracked_segments_keeps_the_playhead() {
-        let update = live_update;
         let t0 = Instant::now();
         // Segment 5 is not tracked (a gap, or one the player got around the swarm).
         let mut segs = infos(0..=6);
@@ -3868,7 +3863,7 @@ mod tests {
         // The player buffers 4 and 6 ahead: 7 is needed four durations after 3 started, not
         // one after 6 arrived (re-anchoring there would send 7 to the origin at once).
         segs.push(infos(7..=7)[0].clone());
-        s.handle_playlist(t1, &update(&segs));
+        s.handle_playlist(t1, &live_update(&segs));
         assert!(origin(&drain(&mut s)).is_empty());
         // The origin fetch took 1 s: the margin is 2 × 1 s + 250 ms.
         assert_eq!(
