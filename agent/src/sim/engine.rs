@@ -292,6 +292,7 @@ pub(crate) fn scheduler_config(cfg: &SimConfig) -> SchedulerConfig {
         seed_fraction_up: s.seed_fraction_up,
         seed_fraction_up_scarce: s.seed_fraction_up_scarce,
         seed_fraction_down: s.seed_fraction_down,
+        seed_fraction_slack: s.seed_fraction_slack,
         peer_wait_budget: Some(td.mul_f64(s.peer_wait_factor.max(0.0))),
         player_wait_budget: ms(s.player_wait_ms),
         origin_safety_margin: ms(s.origin_margin_ms),

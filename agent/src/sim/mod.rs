@@ -323,6 +323,8 @@ pub struct SimSchedulerConfig {
     pub seed_fraction_up_scarce: f64,
     /// `seed_fraction_down`.
     pub seed_fraction_down: f64,
+    /// `seed_fraction_slack` (target durations).
+    pub seed_fraction_slack: f64,
     /// `peer_wait_budget` as a multiple of the target duration.
     pub peer_wait_factor: f64,
     /// `player_wait_budget`, ms.
@@ -356,6 +358,7 @@ impl Default for SimSchedulerConfig {
             seed_fraction_up: d.seed_fraction_up,
             seed_fraction_up_scarce: d.seed_fraction_up_scarce,
             seed_fraction_down: d.seed_fraction_down,
+            seed_fraction_slack: d.seed_fraction_slack,
             peer_wait_factor: 1.5,
             player_wait_ms: d.player_wait_budget.as_secs_f64() * 1000.0,
             origin_margin_ms: d.origin_safety_margin.as_secs_f64() * 1000.0,
