@@ -244,7 +244,8 @@ pub struct SchedulerConfig {
     /// Multiplier of `ρ` after a peer delivery with slack (default 0.99).
     pub seed_fraction_down: f64,
     /// A peer delivery lowers `ρ` only if it came at least this many target durations before
-    /// the unit's peer deadline (default 0.25; see the module docs, "Electing origin seeds").
+    /// the unit's peer deadline (default 0.25, at most 10; see the module docs, "Electing
+    /// origin seeds").
     pub seed_fraction_slack: f64,
     /// Time after a live segment first appears by which its origin fallback must start.
     /// `None` (default): 1.5 × the playlist's target duration.
@@ -384,8 +385,11 @@ impl SchedulerConfig {
                 "up must be >= 1 and down within [0, 1]",
             );
         }
-        if !(self.seed_fraction_slack.is_finite() && self.seed_fraction_slack >= 0.0) {
-            return bad("seed_fraction_slack", "must be a finite number >= 0");
+        if !(0.0..=10.0).contains(&self.seed_fraction_slack) {
+            return bad(
+                "seed_fraction_slack",
+                "must lie within [0, 10] target durations",
+            );
         }
         if self.stall_timeout.is_zero() {
             return bad("stall_timeout", "must be positive");
@@ -2356,12 +2360,17 @@ impl Scheduler {
         let digest = seg.digest;
         let was_waiting = std::mem::replace(&mut seg.player_waiting, false);
         // A close call (a peer delivery within the slack of the deadline) leaves ρ as it is.
-        let slack = self.target_duration.mul_f64(self.cfg.seed_fraction_slack);
+        let slack = Duration::try_from_secs_f64(
+            self.target_duration.as_secs_f64() * self.cfg.seed_fraction_slack,
+        )
+        .unwrap_or(Duration::MAX);
         let adapt = self.live
             && seg.is_new
             && !seg.elected
             && source == Source::Peer
-            && seg.peer_deadline.is_none_or(|d| now + slack <= d);
+            && seg
+                .peer_deadline
+                .is_none_or(|d| now.checked_add(slack).is_some_and(|t| t <= d));
         seg.marks.clear();
         self.deactivate(seq);
         for f in losers {
@@ -3416,7 +3425,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "scheduler config: seed_fraction_slack must be a finite number >= 0"
+            "scheduler config: seed_fraction_slack must lie within [0, 10] target durations"
         );
         assert_eq!(OriginReason::NoPeers.as_label(), "no_peers");
     }
@@ -3606,7 +3615,9 @@ mod tests {
         let acts = drain(&mut s);
         assert!(!s.is_elected(6));
         assert!(origin(&acts).is_empty(), "{acts:?}");
-        assert_eq!(requests(&acts), vec![(pid(2), requests(&acts)[0].1, 6)]);
+        let reqs = requests(&acts);
+        assert_eq!(reqs.len(), 1, "{acts:?}");
+        assert_eq!((reqs[0].0, reqs[0].2), (pid(2), 6));
         // Nobody announced segment 7 first: we seed it.
         live(&mut s, t0 + TD, 2..=7);
         assert!(s.is_elected(7));
