@@ -3158,14 +3158,7 @@ mod tests {
         for i in &mut segs {
             i.chunk_size = chunk;
         }
-        s.handle_playlist(
-            now,
-            &PlaylistUpdate {
-                live: true,
-                target_duration: TD,
-                segments: &segs,
-            },
-        );
+        s.handle_playlist(now, &live_update(&segs));
     }
 
     fn drain(s: &mut Scheduler) -> Vec<Action> {
@@ -3715,14 +3708,7 @@ mod tests {
                 })
             })
             .collect();
-        s.handle_playlist(
-            now,
-            &PlaylistUpdate {
-                live: true,
-                target_duration: TD,
-                segments: &units,
-            },
-        );
+        s.handle_playlist(now, &live_update(&units));
     }
 
     #[test]
@@ -4575,14 +4561,7 @@ mod tests {
             for x in &mut segs {
                 x.digest = None;
             }
-            s.handle_playlist(
-                t0,
-                &PlaylistUpdate {
-                    live: true,
-                    target_duration: TD,
-                    segments: &segs,
-                },
-            );
+            s.handle_playlist(t0, &live_update(&segs));
             let acts = drain(&mut s);
             if allow {
                 assert_eq!(
@@ -4962,11 +4941,7 @@ mod tests {
                                     });
                                 }
                             }
-                            s.handle_playlist(now, &PlaylistUpdate {
-                                live: true,
-                                target_duration: TD,
-                                segments: &list,
-                            });
+                            s.handle_playlist(now, &live_update(&list));
                         }
                         Op::Connect(p) => {
                             s.handle_peer_connected(now, pid(p));
