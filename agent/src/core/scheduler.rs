@@ -3744,13 +3744,12 @@ mod tests {
         );
     }
 
-    #[test]
-    fn striped_units_share_their_segments_playback_deadline() {
+    /// [`striped`], whose player started on segment 3 and got it from the origin (after the
+    /// startup wait) at the returned time: the playhead is anchored there, and the agent holds
+    /// every unit of segment 3.
+    fn striped_playing(t0: Instant) -> (Scheduler, Instant) {
         let st = Stripes::new(4).unwrap();
-        let t0 = Instant::now();
         let mut s = striped(t0);
-        // The player starts on segment 3 and gets it at t2 (from the origin, after the startup
-        // wait): the playhead is anchored there.
         let t1 = t0 + Duration::from_millis(100);
         s.handle_player_request(t1, 3);
         let t2 = t1 + Duration::from_secs(1);
@@ -3760,6 +3759,13 @@ mod tests {
             s.handle_origin_result(t2, unit, Ok(250_000));
         }
         drain(&mut s);
+        (s, t2)
+    }
+
+    #[test]
+    fn striped_units_share_their_segments_playback_deadline() {
+        let st = Stripes::new(4).unwrap();
+        let (mut s, t2) = striped_playing(Instant::now());
         // Segment 4 plays at t2 + TD. All four of its units must be in by then (a player gets
         // whole segments), so all four fall back to the origin at the same time: the origin
         // margin before t2 + TD, not staggered by a quarter duration each.
@@ -4417,33 +4423,48 @@ mod tests {
         assert_eq!(s.uploads_in_flight(), 0);
     }
 
+    /// Peer 2 takes our one upload slot with a request for `served`; the `refused` requests
+    /// (peer, unit, request id), in that order, get `Busy`; then the slot frees. Returns the
+    /// offers made for it, in order.
+    fn offers_after_busy(
+        s: &mut Scheduler,
+        now: Instant,
+        served: u64,
+        refused: &[(u8, u64, u32)],
+    ) -> Vec<(PeerId, u64)> {
+        s.handle_peer_message(now, pid(2), &req(served, 1));
+        assert!(matches!(drain(s)[..], [Action::ServePeer { .. }]));
+        for &(peer, seq, id) in refused {
+            s.handle_peer_message(now, pid(peer), &req(seq, id));
+            assert!(
+                matches!(
+                    drain(s)[..],
+                    [Action::Refuse {
+                        reason: RefuseReason::Busy,
+                        ..
+                    }]
+                ),
+                "peer {peer} refused"
+            );
+        }
+        s.handle_upload_done(now + Duration::from_secs(1), pid(2), 1, 250_000);
+        drain(s)
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::OfferHave { peer, seq, .. } => Some((peer, seq)),
+                _ => None,
+            })
+            .collect()
+    }
+
     #[test]
     fn freed_slot_is_offered_to_the_newest_segment_first() {
         let t0 = Instant::now();
         let mut s = joined(t0, 1, &[2, 3, 4, 5], no_seed());
         hold_from_origin(&mut s, t0, 4);
         hold_from_origin(&mut s, t0, 5);
-        s.handle_peer_message(t0, pid(2), &req(4, 1));
-        assert_eq!(requests(&drain(&mut s)).len(), 0);
         // Refused in this order: 4 (peer 3), 5 (peer 4), 4 (peer 5).
-        for (peer, seq, id) in [(3, 4, 2), (4, 5, 3), (5, 4, 4)] {
-            s.handle_peer_message(t0, pid(peer), &req(seq, id));
-            assert!(matches!(
-                drain(&mut s)[..],
-                [Action::Refuse {
-                    reason: RefuseReason::Busy,
-                    ..
-                }]
-            ));
-        }
-        s.handle_upload_done(t0 + Duration::from_secs(1), pid(2), 1, 1_000_000);
-        let offers: Vec<(PeerId, u64)> = drain(&mut s)
-            .into_iter()
-            .filter_map(|a| match a {
-                Action::OfferHave { peer, seq, .. } => Some((peer, seq)),
-                _ => None,
-            })
-            .collect();
+        let offers = offers_after_busy(&mut s, t0, 4, &[(3, 4, 2), (4, 5, 3), (5, 4, 4)]);
         // Newest segment first, then the earlier refusals of the older one, in order.
         assert_eq!(offers, vec![(pid(4), 5), (pid(3), 4), (pid(5), 4)]);
     }
@@ -4455,44 +4476,14 @@ mod tests {
         // one last (in the simulator, N = 1,000: 2,384 fallbacks on first units, 1,328 on
         // last ones; 1,671 and 1,792 ranked by segment).
         let st = Stripes::new(4).unwrap();
-        let t0 = Instant::now();
-        let mut s = striped(t0);
+        let (mut s, t2) = striped_playing(Instant::now());
         for p in 2..=5 {
-            assert!(s.handle_peer_connected(t0, pid(p)));
-        }
-        let t1 = t0 + Duration::from_millis(100);
-        s.handle_player_request(t1, 3);
-        let t2 = t1 + Duration::from_secs(1);
-        s.handle_timeout(t2);
-        drain(&mut s);
-        for unit in st.units(3) {
-            s.handle_origin_result(t2, unit, Ok(250_000));
+            assert!(s.handle_peer_connected(t2, pid(p)));
         }
         drain(&mut s);
         let (first, last) = (st.unit(3, 0), st.unit(3, 3));
-        s.handle_peer_message(t2, pid(2), &req(first, 1));
-        assert!(matches!(drain(&mut s)[..], [Action::ServePeer { .. }]));
-        for (peer, unit, id) in [(3, first, 2), (4, last, 3), (5, first, 4)] {
-            s.handle_peer_message(t2, pid(peer), &req(unit, id));
-            assert!(
-                drain(&mut s).iter().any(|a| matches!(
-                    a,
-                    Action::Refuse {
-                        reason: RefuseReason::Busy,
-                        ..
-                    }
-                )),
-                "peer {peer} refused"
-            );
-        }
-        s.handle_upload_done(t2 + Duration::from_secs(1), pid(2), 1, 250_000);
-        let offers: Vec<(PeerId, u64)> = drain(&mut s)
-            .into_iter()
-            .filter_map(|a| match a {
-                Action::OfferHave { peer, seq, .. } => Some((peer, seq)),
-                _ => None,
-            })
-            .collect();
+        let refused = [(3, first, 2), (4, last, 3), (5, first, 4)];
+        let offers = offers_after_busy(&mut s, t2, first, &refused);
         assert_eq!(
             offers,
             vec![(pid(3), first), (pid(4), last), (pid(5), first)]
