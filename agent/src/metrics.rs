@@ -143,6 +143,8 @@ pub struct Metrics {
     pub p2p_origin_tails: IntCounterVec,
     /// `hivecast_agent_playlist_hold_back_total{outcome}`
     pub playlist_hold_back: IntCounterVec,
+    /// `hivecast_agent_playlist_reloads_total{result}`
+    pub playlist_reloads: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -292,6 +294,14 @@ impl Metrics {
                 &["outcome"],
             )
             .expect("valid metric"),
+            playlist_reloads: IntCounterVec::new(
+                Opts::new(
+                    "hivecast_agent_playlist_reloads_total",
+                    "Reloads of live media playlists by the P2P swarms, by result: new_segment (it listed a segment not seen before) or unchanged. With playlist.align_reloads an unchanged reload is a timing probe that came early.",
+                ),
+                &["result"],
+            )
+            .expect("valid metric"),
             registry,
         };
         let build_info = IntGaugeVec::new(
@@ -309,6 +319,9 @@ impl Metrics {
         }
         for outcome in ["applied", "low_latency", "short_window"] {
             m.playlist_hold_back.with_label_values(&[outcome]);
+        }
+        for result in ["new_segment", "unchanged"] {
+            m.playlist_reloads.with_label_values(&[result]);
         }
         for c in [
             Box::new(m.downloaded_bytes.clone()) as Box<dyn prometheus::core::Collector>,
@@ -333,6 +346,7 @@ impl Metrics {
             Box::new(m.p2p_striped_segments.clone()),
             Box::new(m.p2p_origin_tails.clone()),
             Box::new(m.playlist_hold_back.clone()),
+            Box::new(m.playlist_reloads.clone()),
             Box::new(build_info),
         ] {
             m.registry.register(c).expect("unique metric names");
@@ -412,6 +426,8 @@ mod tests {
             "hivecast_agent_playlist_hold_back_total{outcome=\"applied\"} 0",
             "hivecast_agent_playlist_hold_back_total{outcome=\"low_latency\"} 0",
             "hivecast_agent_playlist_hold_back_total{outcome=\"short_window\"} 0",
+            "hivecast_agent_playlist_reloads_total{result=\"new_segment\"} 0",
+            "hivecast_agent_playlist_reloads_total{result=\"unchanged\"} 0",
         ] {
             assert!(text.contains(name), "missing {name}");
         }

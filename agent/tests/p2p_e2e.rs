@@ -202,6 +202,30 @@ async fn four_agent_run() -> f64 {
             "source=\"peer\"",
         );
         failures += metric(&m, "hivecast_agent_integrity_failures_total", "");
+        // Aligned reloads (`playlist.align_reloads`, on by default): about one reload per new
+        // segment, and the timing probes that come early stay few.
+        let found = metric(
+            &m,
+            "hivecast_agent_playlist_reloads_total",
+            "result=\"new_segment\"",
+        );
+        let early = metric(
+            &m,
+            "hivecast_agent_playlist_reloads_total",
+            "result=\"unchanged\"",
+        );
+        eprintln!(
+            "agent {}: reloads {found} new segment, {early} unchanged",
+            a.listen
+        );
+        assert!(
+            found >= 15.0,
+            "only {found} reloads found a new segment in 62 s"
+        );
+        assert!(
+            early <= found / 2.0,
+            "{early} unchanged reloads against {found} that found a segment"
+        );
         striped += metric(&m, "hivecast_agent_p2p_striped_segments_total", "");
         cache_max = cache_max.max(metric(&m, "hivecast_agent_cache_bytes", ""));
     }

@@ -290,6 +290,10 @@ const DOCS: &[(&str, &str)] = &[
         "Live playlists: withhold this many of the newest segments from players (at most 10). Players then play that many segment durations further behind the live edge, and peers get that much more time to share each segment (more offload; see BENCHMARKS.md). Not applied to LL-HLS passed through, nor below 3 segments.",
     ),
     (
+        "playlist.align_reloads",
+        "Live playlists: learn when the origin publishes segments and reload just after the next one is due, never sooner than RFC 8216 allows (one target duration after a load that found a new segment, half of one after a load that did not). An agent learns of a new segment about half a target duration sooner on average, and its swarm shares it sooner (see BENCHMARKS.md). false: the RFC's rule alone.",
+    ),
+    (
         "integrity",
         "Segment integrity: digests from the origin's <playlist>.sha256.json sidecar.",
     ),

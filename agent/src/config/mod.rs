@@ -129,6 +129,10 @@ pub struct PlaylistConfig {
     /// play that many segments further behind the live edge and peers get that much more time
     /// to share each segment (default 0).
     pub live_hold_back: usize,
+    /// Live media playlists: learn when the origin publishes and reload just after the next
+    /// segment's expected publication, never sooner than RFC 8216 §6.3.4 allows (default true;
+    /// false: the RFC's rule alone, whose phase is wherever the first load fell).
+    pub align_reloads: bool,
 }
 
 /// Integrity mode of a stream.
@@ -299,6 +303,7 @@ impl Default for PlaylistConfig {
             low_latency: LowLatencyMode::Passthrough,
             strip_content_steering: true,
             live_hold_back: 0,
+            align_reloads: true,
         }
     }
 }

@@ -8,6 +8,7 @@
 //!
 //! | module | job |
 //! |---|---|
+//! | [`edge`] | when to reload a live playlist: just after the origin's next publication, within RFC 8216 |
 //! | [`ids`] | `InfoHash`, `PeerId`, `Digest`, `SegmentId` |
 //! | [`peer_proto`] | frame codec with strict limits, transfer reassembly, per-channel session |
 //! | [`swarm`] | connected peers, their availability windows and scores, bans |
@@ -15,6 +16,7 @@
 //! | [`policy`] | rendezvous hashing, peer scoring/choice, seed-fraction control, token bucket |
 //! | [`stripes`] | striped sharing: unit ids, how a segment splits into units |
 
+pub mod edge;
 pub mod ids;
 pub mod peer_proto;
 pub mod policy;

@@ -16,6 +16,7 @@ use super::{P2p, PlayerAnswer};
 use crate::app::{Proxy, SegmentKey};
 use crate::cache::Entry;
 use crate::config::AgentConfig;
+use crate::core::edge::EdgeClock;
 use crate::core::ids::{Digest, PeerId};
 use crate::core::peer_proto::{
     Capabilities, DATA_HEADER_LEN, Message, PeerSession, SessionConfig, SessionEvent, encode,
@@ -182,6 +183,10 @@ pub struct SwarmTask {
     last_player: Instant,
     next_poll: Option<Instant>,
     poll_in_flight: bool,
+    /// When the playlist load in flight was sent.
+    poll_sent: Option<Instant>,
+    /// Learns when the origin publishes, to aim reloads (`playlist.align_reloads`).
+    edge: EdgeClock,
     last_media_sequence: Option<u64>,
     /// Player requests for segments the scheduler has not been told about yet (the digest
     /// sidecar is on its way); re-dispatched when it arrives.
@@ -263,6 +268,8 @@ impl SwarmTask {
             last_player: now,
             next_poll: None,
             poll_in_flight: false,
+            poll_sent: None,
+            edge: EdgeClock::new(now),
             last_media_sequence: None,
             parked: Vec::new(),
             banned: std::collections::HashSet::new(),
@@ -372,6 +379,12 @@ impl SwarmTask {
                             .any(|s| self.digest_of(s).is_none());
                         if lacking && self.digest_retries < 8 {
                             retry = true;
+                        }
+                        if self.digest_retries == 1 {
+                            // The first sidecar fetch after a reload that found new segments:
+                            // reloads aimed at the playlist's publication should not outrun
+                            // the sidecar's (see `core::edge`, "Digests").
+                            self.edge.note_digests(lacking);
                         }
                         if lacking && latest && self.digest_retries >= 2 {
                             // Short of a segment twice: it may be a stale file that nothing
@@ -537,13 +550,29 @@ impl SwarmTask {
 
     fn on_playlist(&mut self, info: Arc<MediaInfo>, first: bool) {
         let now = Instant::now();
+        let sent = self.poll_sent.take().unwrap_or(now);
         let changed =
             self.last_media_sequence != Some(info.media_sequence + info.segments.len() as u64);
         self.last_media_sequence = Some(info.media_sequence + info.segments.len() as u64);
         self.latest = info.clone();
         let target = Duration::from_secs(info.target_duration.max(1));
+        if !first && !info.endlist {
+            let result = if changed { "new_segment" } else { "unchanged" };
+            self.s
+                .metrics
+                .playlist_reloads
+                .with_label_values(&[result])
+                .inc();
+        }
         if info.endlist {
             self.next_poll = None;
+        } else if self.s.cfg.playlist.align_reloads {
+            // Just after the next segment's expected publication, never sooner than RFC 8216
+            // §6.3.4 allows (see `core::edge`).
+            let listed: Vec<(u64, f64)> =
+                info.segments.iter().map(|s| (s.seq, s.duration)).collect();
+            self.edge.observe(sent, now, &listed);
+            self.next_poll = Some(self.edge.next_reload(sent, changed || first, target));
         } else {
             // RFC 8216 §6.3.4: a target duration after a changed (or first) load, half of one
             // after an unchanged load.
@@ -741,6 +770,7 @@ impl SwarmTask {
         }
         if self.next_poll.is_some_and(|t| t <= now) && !self.poll_in_flight {
             self.poll_in_flight = true;
+            self.poll_sent = Some(now);
             self.next_poll =
                 Some(now + Duration::from_secs(self.latest.target_duration.max(1)) / 2);
             let proxy = self.s.proxy.clone();

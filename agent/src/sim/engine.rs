@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use crate::core::edge::EdgeClock;
 use crate::core::ids::{Digest, PeerId};
 use crate::core::peer_proto::{DATA_HEADER_LEN, MAX_FRAME_LEN, Message};
 use crate::core::policy::next_reload;
@@ -125,6 +126,8 @@ struct Agent {
     tails: Vec<(u64, bool, bool, u64)>,
     join_t: Us,
     player: Player,
+    /// The agent's playlist reload clock (`playlist.align_reloads`).
+    edge: EdgeClock,
 }
 
 struct Xfer {
@@ -518,6 +521,7 @@ impl<'c> World<'c> {
             tails: Vec::new(),
             join_t: 0,
             player: Player::default(),
+            edge: EdgeClock::new(self.base),
         });
         self.ids.push(id);
         self.lats.push(lat);
@@ -564,7 +568,7 @@ impl<'c> World<'c> {
             Ev::Poll(a) => {
                 if self.is_alive(a) {
                     let changed = self.poll(a);
-                    let t = self.next_poll_at(changed);
+                    let t = self.next_poll_at(a, changed);
                     self.push(t, Ev::Poll(a));
                 }
             }
@@ -701,6 +705,7 @@ impl<'c> World<'c> {
                 ag.down / bps
             );
         }
+        self.agents[a as usize].edge = EdgeClock::new(self.base);
         // Fresh scheduler clock.
         self.agents[a as usize].sched =
             Scheduler::new(now, self.ids[a as usize], self.sched_cfg.clone())
@@ -708,7 +713,7 @@ impl<'c> World<'c> {
         self.announce(a);
         // The poll phase follows from the join time (joins are spread in time).
         let changed = self.poll(a);
-        let t = self.next_poll_at(changed);
+        let t = self.next_poll_at(a, changed);
         self.push(t, Ev::Poll(a));
         let t = self.now + self.announce_gap(a);
         self.push(t, Ev::Tracker(a));
@@ -857,13 +862,22 @@ impl<'c> World<'c> {
 
     /// When the agent reloads the playlist next, after a reload (now) that found it changed
     /// or not: the agent's rule, or the configured fixed interval.
-    fn next_poll_at(&self, changed: bool) -> Us {
+    fn next_poll_at(&self, a: u32, changed: bool) -> Us {
         match self.cfg.poll_interval_ms {
             Some(ms) => self.now + us(ms / 1000.0).max(1),
             None => {
                 let td = Duration::from_secs_f64(self.cfg.segment_duration_s);
-                self.to_us(next_reload(self.at(self.now), changed, td))
-                    .max(self.now + 1)
+                let now = self.at(self.now);
+                let next = if self.cfg.align_reloads {
+                    // The RFC measures from the start of the load.
+                    let sent = self.at(self
+                        .now
+                        .saturating_sub(us(self.cfg.origin_latency_ms / 1000.0)));
+                    self.agents[a as usize].edge.next_reload(sent, changed, td)
+                } else {
+                    next_reload(now, changed, td)
+                };
+                self.to_us(next).max(self.now + 1)
             }
         }
     }
@@ -881,6 +895,12 @@ impl<'c> World<'c> {
         let newest = self.newest_published(visible);
         let lo = (newest + 1).saturating_sub(self.cfg.window_segments.max(1) as u64);
         let now = self.at(self.now);
+        let listed: Vec<(u64, f64)> = (lo..=newest)
+            .map(|s| (s, self.cfg.segment_duration_s))
+            .collect();
+        // The request left an origin latency ago; the playlist is the one visible then.
+        let sent = self.at(visible);
+        self.agents[a as usize].edge.observe(sent, now, &listed);
         {
             let infos =
                 &self.units[self.first_unit[lo as usize]..self.first_unit[newest as usize + 1]];

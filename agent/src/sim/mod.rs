@@ -207,6 +207,10 @@ pub struct SimConfig {
     /// 8216 §6.3.4: a target duration after a reload that found the playlist changed, half of
     /// one after an unchanged reload).
     pub poll_interval_ms: Option<f64>,
+    /// The agent's `playlist.align_reloads`: reload just after the origin's expected next
+    /// publication ([`crate::core::edge`]) instead of at the RFC rule's phase alone (default
+    /// true, as in the agent).
+    pub align_reloads: bool,
     /// Player start distance from the live edge, in segments (hls.js `liveSyncDurationCount`).
     pub player_latency_segments: usize,
     /// The agent's `playlist.live_hold_back`: players see the playlist without its newest this
@@ -278,6 +282,7 @@ impl Default for SimConfig {
             size_variation: 0.2,
             window_segments: 6,
             poll_interval_ms: None,
+            align_reloads: true,
             player_latency_segments: 3,
             live_hold_back: 0,
             stripes: 4,
