@@ -249,10 +249,15 @@ impl Proxy {
         }
     }
 
-    /// Fetches (through the playlist cache) and parses a media playlist for the swarm follower.
-    /// The follower reads the origin directly (not the playlist cache) so an elected fetcher
-    /// learns of a new segment as early as possible, then refreshes the cache for players.
-    pub(crate) async fn fetch_media_info(&self, url: &Url) -> Option<(playlist::MediaInfo, Url)> {
+    /// Fetches and parses a media playlist for the swarm follower. The follower reads the
+    /// origin directly (not the playlist cache) so an elected fetcher learns of a new segment
+    /// as early as possible, then refreshes the cache for players, for `live_ttl` if the
+    /// playlist is live.
+    pub(crate) async fn fetch_media_info(
+        &self,
+        url: &Url,
+        live_ttl: Duration,
+    ) -> Option<(playlist::MediaInfo, Url)> {
         let f = self.fetch_playlist(url, false).await.ok()?;
         let lim = playlist::Limits {
             max_bytes: self.cfg.origin.max_playlist_size.as_u64() as usize,
@@ -261,7 +266,7 @@ impl Proxy {
         match playlist::parse(&f.body, &f.final_url, &Variables::default(), &lim) {
             Ok(PlaylistInfo::Media(m)) => {
                 if !m.endlist {
-                    let ttl = Duration::from_millis((m.target_duration * 500).min(30_000));
+                    let ttl = live_ttl.min(Duration::from_secs(30));
                     self.playlists
                         .insert(strip_fragment(url), f.clone(), f.fetched_at + ttl);
                 }

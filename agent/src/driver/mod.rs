@@ -226,6 +226,7 @@ impl P2p {
                 .try_send(SwarmInput::Playlist {
                     info: info.clone(),
                     final_url: final_url.clone(),
+                    own: false,
                 })
                 .is_ok()
             {

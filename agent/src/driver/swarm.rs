@@ -41,6 +41,9 @@ pub enum SwarmInput {
         info: Arc<MediaInfo>,
         /// URL after redirects.
         final_url: Url,
+        /// Fetched by this swarm's own reload (`false`: a playlist the proxy served a player,
+        /// possibly from its cache, which says nothing about when the origin published).
+        own: bool,
     },
     /// A digest sidecar arrived (`None`: absent or rejected); `latest`: the short one that
     /// lists only the newest segments.
@@ -283,7 +286,7 @@ impl SwarmTask {
 
     pub async fn run(mut self) {
         let info = self.latest.clone();
-        self.on_playlist(info, true);
+        self.on_playlist(info, true, false);
         let idle = self.s.cfg.p2p.swarm_idle_timeout;
         loop {
             let now = Instant::now();
@@ -345,10 +348,16 @@ impl SwarmTask {
 
     fn on_input(&mut self, now: Instant, input: SwarmInput) {
         match input {
-            SwarmInput::Playlist { info, final_url } => {
+            SwarmInput::Playlist {
+                info,
+                final_url,
+                own,
+            } => {
                 self.final_url = final_url;
-                self.poll_in_flight = false;
-                self.on_playlist(info, false);
+                if own {
+                    self.poll_in_flight = false;
+                }
+                self.on_playlist(info, false, own);
             }
             SwarmInput::Digests { latest, digests } => {
                 self.digests_pending = false;
@@ -548,31 +557,42 @@ impl SwarmTask {
         }
     }
 
-    fn on_playlist(&mut self, info: Arc<MediaInfo>, first: bool) {
+    fn on_playlist(&mut self, info: Arc<MediaInfo>, first: bool, own: bool) {
         let now = Instant::now();
-        let sent = self.poll_sent.take().unwrap_or(now);
         let changed =
             self.last_media_sequence != Some(info.media_sequence + info.segments.len() as u64);
         self.last_media_sequence = Some(info.media_sequence + info.segments.len() as u64);
         self.latest = info.clone();
         let target = Duration::from_secs(info.target_duration.max(1));
-        if !first && !info.endlist {
-            let result = if changed { "new_segment" } else { "unchanged" };
+        if info.endlist {
+            self.next_poll = None;
+        } else if self.s.cfg.playlist.align_reloads && !own {
+            // A playlist a player got: our own reloads keep their schedule (the first one a
+            // target duration from now).
+            if self.next_poll.is_none() {
+                self.next_poll = Some(next_reload(now, true, target));
+            }
+        } else if self.s.cfg.playlist.align_reloads {
+            // Our own reload: aim the next one just after the next segment's expected
+            // publication, never sooner than RFC 8216 §6.3.4 allows (see `core::edge`).
+            let sent = self.poll_sent.take().unwrap_or(now);
+            let listed: Vec<(u64, f64)> =
+                info.segments.iter().map(|s| (s.seq, s.duration)).collect();
+            let found = self.edge.observe(sent, now, &listed);
+            let result = if found { "new_segment" } else { "unchanged" };
             self.s
                 .metrics
                 .playlist_reloads
                 .with_label_values(&[result])
                 .inc();
-        }
-        if info.endlist {
-            self.next_poll = None;
-        } else if self.s.cfg.playlist.align_reloads {
-            // Just after the next segment's expected publication, never sooner than RFC 8216
-            // §6.3.4 allows (see `core::edge`).
-            let listed: Vec<(u64, f64)> =
-                info.segments.iter().map(|s| (s.seq, s.duration)).collect();
-            self.edge.observe(sent, now, &listed);
-            self.next_poll = Some(self.edge.next_reload(sent, changed || first, target));
+            let next = self.edge.next_reload(sent, found, target);
+            tracing::trace!(
+                swarm = %redact(&self.s.playlist_url),
+                next_reload_ms = next.saturating_duration_since(now).as_millis() as u64,
+                phase_uncertainty_ms = self.edge.uncertainty().map(|u| (u * 1000.0) as u64),
+                "live playlist reload scheduled"
+            );
+            self.next_poll = Some(next);
         } else {
             // RFC 8216 §6.3.4: a target duration after a changed (or first) load, half of one
             // after an unchanged load.
@@ -771,18 +791,34 @@ impl SwarmTask {
         if self.next_poll.is_some_and(|t| t <= now) && !self.poll_in_flight {
             self.poll_in_flight = true;
             self.poll_sent = Some(now);
-            self.next_poll =
-                Some(now + Duration::from_secs(self.latest.target_duration.max(1)) / 2);
+            let target = Duration::from_secs(self.latest.target_duration.max(1));
+            self.next_poll = Some(now + target / 2);
+            // Players get the playlist we fetch from the proxy's cache. Once our reloads are
+            // aligned, each one lands just after a publication, so the copy stays as fresh as
+            // the origin's until our next reload, a target duration later: players need not
+            // fetch in between (else the origin would see their reloads besides ours).
+            let aligned = self.s.cfg.playlist.align_reloads
+                && self
+                    .edge
+                    .uncertainty()
+                    .is_some_and(|u| u <= crate::core::edge::RESOLUTION);
+            // A quarter more, so the copy is still there when our next reload replaces it.
+            let ttl = if aligned {
+                target + target / 4
+            } else {
+                target / 2
+            };
             let proxy = self.s.proxy.clone();
             let tx = self.s.tx.clone();
             let url = self.s.playlist_url.clone();
             tokio::spawn(async move {
-                match proxy.fetch_media_info(&url).await {
+                match proxy.fetch_media_info(&url, ttl).await {
                     Some((info, final_url)) => {
                         let _ = tx
                             .send(SwarmInput::Playlist {
                                 info: Arc::new(info),
                                 final_url,
+                                own: true,
                             })
                             .await;
                     }
