@@ -272,12 +272,8 @@ impl EdgeClock {
     /// Aimed reload time (seconds after `base`) for the segment after the newest, if known.
     fn aim(&self) -> Option<f64> {
         let &(_, m) = self.ends.back()?;
-        if !self.theta_hi.is_finite() || self.last_dur <= 0.0 {
-            return None;
-        }
+        let lo = self.lower()?;
         let m_next = m + self.last_dur;
-        // Without a lower bound yet, the phase lies within one segment duration below θ_hi.
-        let lo = self.theta_lo.max(self.theta_hi - self.last_dur);
         let theta = if self.theta_hi - lo > RESOLUTION {
             (lo + self.theta_hi) / 2.0
         } else {
@@ -286,10 +282,24 @@ impl EdgeClock {
         Some(m_next + theta)
     }
 
+    /// The effective lower bound of the phase: without one yet, the phase lies within one
+    /// segment duration below `θ_hi`. `None` until `θ_hi` and a duration are known.
+    fn lower(&self) -> Option<f64> {
+        (self.theta_hi.is_finite() && self.last_dur > 0.0)
+            .then(|| self.theta_lo.max(self.theta_hi - self.last_dur))
+    }
+
+    /// Whether reloads now land just after each publication: the phase is known to within
+    /// [`RESOLUTION`] and segments last about a `target` duration (shorter ones keep the RFC
+    /// rule alone, see [`EdgeClock::next_reload`]).
+    pub fn aligned(&self, target: Duration) -> bool {
+        self.uncertainty().is_some_and(|u| u <= RESOLUTION)
+            && self.last_dur >= STEADY * target.as_secs_f64()
+    }
+
     /// Width of the phase interval, seconds (`None` before two observations bound it).
     pub fn uncertainty(&self) -> Option<f64> {
-        let lo = self.theta_lo.max(self.theta_hi - self.last_dur);
-        (self.theta_hi.is_finite() && lo.is_finite()).then_some(self.theta_hi - lo)
+        self.lower().map(|lo| self.theta_hi - lo)
     }
 }
 
@@ -466,6 +476,10 @@ mod tests {
         assert!(c.observe(at(0.01), at(0.01), &[(0, 2.0)]));
         assert!(!c.observe(at(1.99), at(1.99), &[(0, 2.0)]));
         assert!(c.observe(at(2.01), at(2.01), &[(0, 2.0), (1, 2.0)]));
+        // The phase is known to 20 ms: aligned, for segments of about the target duration
+        // only (3 s targets with 2 s segments keep the rule alone).
+        assert!(c.aligned(t));
+        assert!(!c.aligned(Duration::from_secs(3)));
         let aimed = c.next_reload(at(2.01), true, t);
         assert!(
             aimed >= at(4.01) && aimed <= at(4.0 + GUARD + 0.011),

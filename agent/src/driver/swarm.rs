@@ -564,27 +564,32 @@ impl SwarmTask {
         self.last_media_sequence = Some(info.media_sequence + info.segments.len() as u64);
         self.latest = info.clone();
         let target = Duration::from_secs(info.target_duration.max(1));
-        if info.endlist {
-            self.next_poll = None;
-        } else if self.s.cfg.playlist.align_reloads && !own {
-            // A playlist a player got: our own reloads keep their schedule (the first one a
-            // target duration from now).
-            if self.next_poll.is_none() {
-                self.next_poll = Some(next_reload(now, true, target));
-            }
-        } else if self.s.cfg.playlist.align_reloads {
-            // Our own reload: aim the next one just after the next segment's expected
-            // publication, never sooner than RFC 8216 §6.3.4 allows (see `core::edge`).
+        let align = self.s.cfg.playlist.align_reloads;
+        // Our own reload: when it was sent, and whether it found a new segment (the clock
+        // learns from it when aligning; the rule alone goes by the media sequence).
+        let mut own_load = None;
+        if own && !info.endlist {
             let sent = self.poll_sent.take().unwrap_or(now);
-            let listed: Vec<(u64, f64)> =
-                info.segments.iter().map(|s| (s.seq, s.duration)).collect();
-            let found = self.edge.observe(sent, now, &listed);
+            let found = if align {
+                let listed: Vec<(u64, f64)> =
+                    info.segments.iter().map(|s| (s.seq, s.duration)).collect();
+                self.edge.observe(sent, now, &listed)
+            } else {
+                changed
+            };
             let result = if found { "new_segment" } else { "unchanged" };
             self.s
                 .metrics
                 .playlist_reloads
                 .with_label_values(&[result])
                 .inc();
+            own_load = Some((sent, found));
+        }
+        if info.endlist {
+            self.next_poll = None;
+        } else if let (true, Some((sent, found))) = (align, own_load) {
+            // Aim the next reload just after the next segment's expected publication, never
+            // sooner than RFC 8216 §6.3.4 allows (see `core::edge`).
             let next = self.edge.next_reload(sent, found, target);
             tracing::trace!(
                 swarm = %redact(&self.s.playlist_url),
@@ -593,6 +598,12 @@ impl SwarmTask {
                 "live playlist reload scheduled"
             );
             self.next_poll = Some(next);
+        } else if align {
+            // A playlist a player got: our own reloads keep their schedule (the first one a
+            // target duration from now).
+            if self.next_poll.is_none() {
+                self.next_poll = Some(next_reload(now, true, target));
+            }
         } else {
             // RFC 8216 §6.3.4: a target duration after a changed (or first) load, half of one
             // after an unchanged load.
@@ -797,11 +808,7 @@ impl SwarmTask {
             // aligned, each one lands just after a publication, so the copy stays as fresh as
             // the origin's until our next reload, a target duration later: players need not
             // fetch in between (else the origin would see their reloads besides ours).
-            let aligned = self.s.cfg.playlist.align_reloads
-                && self
-                    .edge
-                    .uncertainty()
-                    .is_some_and(|u| u <= crate::core::edge::RESOLUTION);
+            let aligned = self.s.cfg.playlist.align_reloads && self.edge.aligned(target);
             // A quarter more, so the copy is still there when our next reload replaces it.
             let ttl = if aligned {
                 target + target / 4

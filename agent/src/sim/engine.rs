@@ -869,11 +869,7 @@ impl<'c> World<'c> {
                 let td = Duration::from_secs_f64(self.cfg.segment_duration_s);
                 let now = self.at(self.now);
                 let next = if self.cfg.align_reloads {
-                    // The RFC measures from the start of the load.
-                    let sent = self.at(self
-                        .now
-                        .saturating_sub(us(self.cfg.origin_latency_ms / 1000.0)));
-                    self.agents[a as usize].edge.next_reload(sent, changed, td)
+                    self.agents[a as usize].edge.next_reload(now, changed, td)
                 } else {
                     next_reload(now, changed, td)
                 };
@@ -895,12 +891,14 @@ impl<'c> World<'c> {
         let newest = self.newest_published(visible);
         let lo = (newest + 1).saturating_sub(self.cfg.window_segments.max(1) as u64);
         let now = self.at(self.now);
-        let listed: Vec<(u64, f64)> = (lo..=newest)
-            .map(|s| (s, self.cfg.segment_duration_s))
-            .collect();
-        // The request left an origin latency ago; the playlist is the one visible then.
-        let sent = self.at(visible);
-        self.agents[a as usize].edge.observe(sent, now, &listed);
+        if self.cfg.align_reloads {
+            // A load here is one instant (the origin's latency only delays what it shows), so
+            // it is sent and answered now; the clock learns when segments become visible.
+            let listed: Vec<(u64, f64)> = (lo..=newest)
+                .map(|s| (s, self.cfg.segment_duration_s))
+                .collect();
+            self.agents[a as usize].edge.observe(now, now, &listed);
+        }
         {
             let infos =
                 &self.units[self.first_unit[lo as usize]..self.first_unit[newest as usize + 1]];
