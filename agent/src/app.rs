@@ -213,12 +213,14 @@ impl Proxy {
         &self,
         url: &Url,
         range: ByteRange,
+        tap: Option<crate::origin::BodyTap>,
     ) -> Result<bytes::Bytes, OriginError> {
         let req = FetchRequest {
             url: url.clone(),
             kind: RequestKind::Segment,
             max_bytes: self.cfg.origin.max_segment_size.as_u64(),
             range: Some(range),
+            tap,
         };
         let f = self.origin.fetch(&req).await?;
         self.metrics
@@ -233,6 +235,7 @@ impl Proxy {
             kind: RequestKind::Digest,
             max_bytes: self.cfg.origin.max_playlist_size.as_u64(),
             range: None,
+            tap: None,
         };
         match self.origin.fetch(&req).await {
             Ok(f) => match crate::integrity::Digests::parse(&f.body) {
@@ -313,6 +316,7 @@ impl Proxy {
             kind: RequestKind::Playlist,
             max_bytes: self.cfg.origin.max_playlist_size.as_u64(),
             range: None,
+            tap: None,
         };
         let (result, role) = self
             .playlist_flights
@@ -477,6 +481,7 @@ impl Proxy {
             kind,
             max_bytes: self.cfg.origin.max_segment_size.as_u64(),
             range: key.range,
+            tap: None,
         };
         let content_type = content_type_for_path(url.path());
         let (result, role) = self
@@ -520,6 +525,7 @@ impl Proxy {
                 kind: RequestKind::Key,
                 max_bytes: 64 * 1024,
                 range: None,
+                tap: None,
             })
             .await
             .map_err(|e| refusal_for(&e))?;

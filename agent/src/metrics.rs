@@ -137,6 +137,8 @@ pub struct Metrics {
     pub p2p_origin_fetches: IntCounterVec,
     /// `hivecast_agent_p2p_cut_through_uploads_total`
     pub p2p_cut_through_uploads: IntCounter,
+    /// `hivecast_agent_p2p_origin_cut_through_total`
+    pub p2p_origin_cut_through: IntCounter,
     /// `hivecast_agent_p2p_striped_segments_total`
     pub p2p_striped_segments: IntCounter,
     /// `hivecast_agent_p2p_origin_tails_total{outcome}`
@@ -273,6 +275,11 @@ impl Metrics {
                 "Uploads to peers of a segment this agent was still receiving (served chunk by verified chunk).",
             )
             .expect("valid metric"),
+            p2p_origin_cut_through: IntCounter::new(
+                "hivecast_agent_p2p_origin_cut_through_total",
+                "Units fetched from the origin that this agent offered to peers before they were whole (chunk by verified chunk).",
+            )
+            .expect("valid metric"),
             p2p_striped_segments: IntCounter::new(
                 "hivecast_agent_p2p_striped_segments_total",
                 "Segments assembled from units (p2p.stripes) fetched from several sources at once, each verified by its chunk digests.",
@@ -343,6 +350,7 @@ impl Metrics {
             Box::new(m.streams.clone()),
             Box::new(m.p2p_origin_fetches.clone()),
             Box::new(m.p2p_cut_through_uploads.clone()),
+            Box::new(m.p2p_origin_cut_through.clone()),
             Box::new(m.p2p_striped_segments.clone()),
             Box::new(m.p2p_origin_tails.clone()),
             Box::new(m.playlist_hold_back.clone()),

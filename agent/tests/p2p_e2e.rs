@@ -174,6 +174,7 @@ async fn four_agent_run() -> f64 {
     }
     let mut peer_bytes = 0.0;
     let mut striped = 0.0;
+    let mut origin_cut = 0.0;
     let mut failures = 0.0;
     let mut cache_max: f64 = 0.0;
     for (a, r) in agents.iter().zip(&reports) {
@@ -227,6 +228,7 @@ async fn four_agent_run() -> f64 {
             "{early} unchanged reloads against {found} that found a segment"
         );
         striped += metric(&m, "hivecast_agent_p2p_striped_segments_total", "");
+        origin_cut += metric(&m, "hivecast_agent_p2p_origin_cut_through_total", "");
         cache_max = cache_max.max(metric(&m, "hivecast_agent_cache_bytes", ""));
     }
     // Live segments 8 behind the window are freed: the cache holds about one window (6) + 8,
@@ -250,6 +252,12 @@ async fn four_agent_run() -> f64 {
     assert!(
         striped > 0.0,
         "no segment was assembled from units (striping did not happen)"
+    );
+    // Seeds offer a unit to peers while its origin bytes still arrive (verified chunk by
+    // chunk), not only once it is whole.
+    assert!(
+        origin_cut > 0.0,
+        "no unit fetched from the origin was offered to peers before it was whole"
     );
     assert_eq!(failures, 0.0);
     ratio

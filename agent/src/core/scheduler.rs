@@ -133,8 +133,14 @@
 //! time, so a live segment reaches a swarm through a deep tree well before its deadline, where
 //! store-and-forward of whole segments allowed about two hops. A downstream transfer whose
 //! upstream stalls shows no progress and is hedged like any stalled transfer. Unverified bytes
-//! still never leave the driver. Origin fetches are not cut through: a seed announces when its
-//! origin copy is whole.
+//! still never leave the driver.
+//!
+//! Origin fetches of units of striped segments are cut through too: the driver verifies the
+//! origin's bytes chunk by chunk as they arrive and calls the same
+//! [`Scheduler::handle_partial_verified`], so a seed offers its unit after one chunk instead of
+//! after the whole unit (in the simulator, 1,000 viewers at 1.5× upload: 97.75 → 97.97 %
+//! offload; 10,000: 98.79 → 98.96 %). Whole segments (`p2p.stripes = 1`) come through the
+//! cache, shared with players, and are not.
 //!
 //! # Origin tails
 //!

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use tokio::sync::watch;
 
 use crate::integrity::ChunkDigests;
@@ -150,6 +150,39 @@ impl PartialSegment {
     }
 }
 
+/// The bytes of an origin fetch so far, in order, as its body tap reports them (see
+/// [`crate::origin::BodyTap`]): the source a seed's partial copy is verified from, so a unit
+/// it fetches from the origin is shared before it is whole. A retried attempt reports from
+/// offset 0 again; only what lies past the prefix is kept. A lost frame leaves a gap, and
+/// nothing past a gap is kept (the whole body still completes the copy when it arrives).
+#[derive(Debug, Default)]
+pub struct OriginPrefix {
+    buf: BytesMut,
+}
+
+impl OriginPrefix {
+    /// Appends what `frame`, at `offset` in the body, adds past the prefix, never beyond
+    /// `limit` bytes in all. True if the prefix grew.
+    pub fn feed(&mut self, offset: u64, frame: &[u8], limit: usize) -> bool {
+        let len = self.buf.len();
+        let Ok(offset) = usize::try_from(offset) else {
+            return false;
+        };
+        let end = offset.saturating_add(frame.len()).min(limit);
+        if offset > len || end <= len {
+            return false;
+        }
+        self.buf
+            .extend_from_slice(&frame[len - offset..end - offset]);
+        true
+    }
+
+    /// The bytes so far.
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,6 +251,26 @@ mod tests {
         // A tail that does not end the segment exactly is refused.
         assert_eq!(p.join_tail(8192, &b[8192..9999]), None);
         assert_eq!(p.join_tail(8192, &b[8000..]), None);
+    }
+
+    #[test]
+    fn an_origin_prefix_keeps_bytes_in_order_across_retries_and_gaps() {
+        let body = body(100);
+        let mut p = OriginPrefix::default();
+        assert!(p.feed(0, &body[..30], 100));
+        assert!(p.feed(30, &body[30..50], 100));
+        // A retry starts again at 0: only what lies past the prefix is new.
+        assert!(!p.feed(0, &body[..40], 100));
+        assert!(p.feed(0, &body[..60], 100));
+        assert_eq!(p.bytes(), &body[..60]);
+        // A lost frame leaves a gap: nothing past it is kept.
+        assert!(!p.feed(70, &body[70..80], 100));
+        assert_eq!(p.bytes().len(), 60);
+        // Never past the limit (a body longer than the unit announced).
+        assert!(p.feed(60, &body[60..100], 90));
+        assert_eq!(p.bytes(), &body[..90]);
+        assert!(!p.feed(90, &body[90..100], 90));
+        assert!(!p.feed(u64::MAX, &body[..1], 100));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
-use super::partial::{PartialSegment, Verified};
+use super::partial::{OriginPrefix, PartialSegment, Verified};
 use super::{P2p, PlayerAnswer};
 use crate::app::{Proxy, SegmentKey};
 use crate::cache::Entry;
@@ -29,7 +29,7 @@ use crate::core::scheduler::{
 use crate::core::stripes::{self, Stripes};
 use crate::integrity::{self, ChunkDigests, Digests};
 use crate::metrics::{Metrics, Source};
-use crate::origin::{ByteRange, OriginError, redact};
+use crate::origin::{BodyTap, ByteRange, OriginError, redact};
 use crate::playlist::{self, MediaInfo};
 use crate::transport::{FrameSender, LinkHandle, PeerLink};
 
@@ -85,6 +85,18 @@ pub enum SwarmInput {
         seq: u64,
         /// Bytes or failure.
         result: Result<Entry, OriginError>,
+    },
+    /// Bytes of an origin fetch of one unit arrived (its body tap): `data` at `offset` in the
+    /// body, whose announced length is `announced`.
+    OriginBytes {
+        /// Unit id.
+        unit: u64,
+        /// Offset of `data` in the body of the current attempt.
+        offset: u64,
+        /// The frame.
+        data: Bytes,
+        /// The body's `Content-Length`, if announced.
+        announced: Option<u64>,
     },
     /// An origin fetch of one unit of a striped segment ended.
     UnitOriginDone {
@@ -179,8 +191,12 @@ pub struct SwarmTask {
     /// Origin tails that arrived before their head was verified that far: (from, bytes).
     tails: HashMap<u64, (u64, Bytes)>,
     uploads: HashMap<(PeerId, u32), AbortHandle>,
-    /// Units being received from peers with chunk digests: their verified prefix.
+    /// Units being received with chunk digests (from peers, or from the origin): their
+    /// verified prefix.
     partials: HashMap<u64, PartialSegment>,
+    /// Origin fetches of units, as their bytes arrive: the source their partial copies are
+    /// verified from (cut-through of origin fetches).
+    origin_prefixes: HashMap<u64, OriginPrefix>,
     /// Verified units of striped segments not yet whole: body and whether a peer sent it.
     unit_bodies: HashMap<u64, (Bytes, bool)>,
     last_player: Instant,
@@ -267,6 +283,7 @@ impl SwarmTask {
             tails: HashMap::new(),
             uploads: HashMap::new(),
             partials: HashMap::new(),
+            origin_prefixes: HashMap::new(),
             unit_bodies: HashMap::new(),
             last_player: now,
             next_poll: None,
@@ -477,8 +494,15 @@ impl SwarmTask {
                     }
                 }
             }
+            SwarmInput::OriginBytes {
+                unit,
+                offset,
+                data,
+                announced,
+            } => self.on_origin_bytes(now, unit, offset, &data, announced),
             SwarmInput::UnitOriginDone { unit, result } => {
                 self.origin_tasks.remove(&unit);
+                self.origin_prefixes.remove(&unit);
                 self.on_unit_origin(now, unit, result);
             }
             SwarmInput::TailDone { seq, from, result } => {
@@ -1144,6 +1168,80 @@ impl SwarmTask {
         Some((start, len))
     }
 
+    /// Bytes of the origin fetch of `unit` arrived. Whole chunks that match their digests
+    /// extend the unit's partial copy, and the first one makes us a partial holder: we announce
+    /// the unit and serve it as it arrives, as for a peer transfer (see the scheduler docs,
+    /// "Cut-through"). The origin's bytes get the same check as a peer's: a chunk that fails
+    /// its digest ends this, and the whole body decides what happens to the unit.
+    fn on_origin_bytes(
+        &mut self,
+        now: Instant,
+        unit: u64,
+        offset: u64,
+        data: &[u8],
+        announced: Option<u64>,
+    ) {
+        if !self.origin_prefixes.contains_key(&unit) || self.sched.has(unit) {
+            return;
+        }
+        let Some((seq, j, k)) = self.locate(unit) else {
+            return;
+        };
+        if self.segs.get(&seq).is_none_or(|s| s.unshareable) {
+            return;
+        }
+        let (Some(chunks), Some((_, span))) = (self.unit_chunks(unit), self.unit_span(unit)) else {
+            return;
+        };
+        // The unit's length: its span in whole chunks, except for a segment's last unit,
+        // whose last chunk may be short: there the origin's announced length.
+        let total = match announced {
+            Some(n) if n <= span => n,
+            None if j + 1 < k => span,
+            _ => {
+                self.origin_prefixes.remove(&unit);
+                return;
+            }
+        };
+        let Some(prefix) = self.origin_prefixes.get_mut(&unit) else {
+            return;
+        };
+        if !prefix.feed(offset, data, usize::try_from(total).unwrap_or(usize::MAX)) {
+            return;
+        }
+        let partial = match self.partials.entry(unit) {
+            std::collections::hash_map::Entry::Occupied(e) => Some(e.into_mut()),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                PartialSegment::new(chunks, total).map(|p| v.insert(p))
+            }
+        };
+        // No partial copy of this length (a peer announced another one): the whole body
+        // completes the unit.
+        let Some(p) = partial.filter(|p| p.total() as u64 == total) else {
+            return;
+        };
+        let before = p.verified_len();
+        match p.extend_from(prefix.bytes()) {
+            Ok(0) => {}
+            Ok(_) => {
+                if before == 0 {
+                    self.s.metrics.p2p_origin_cut_through.inc();
+                }
+                self.sched.handle_partial_verified(now, unit);
+            }
+            Err(m) => {
+                self.partials.remove(&unit);
+                self.origin_prefixes.remove(&unit);
+                tracing::debug!(
+                    seq,
+                    unit,
+                    chunk = m.index,
+                    "origin bytes fail their chunk digest; not sharing the unit before it is whole"
+                );
+            }
+        }
+    }
+
     /// The origin's bytes of one unit of a striped segment arrived (or not).
     fn on_unit_origin(&mut self, now: Instant, unit: u64, result: Result<Bytes, OriginError>) {
         let seq = self.stripes().seq_of(unit);
@@ -1278,6 +1376,7 @@ impl SwarmTask {
                     // The fetch is shared with players through single-flight; let it finish
                     // into the cache rather than abort it.
                     self.origin_tasks.remove(&seq);
+                    self.origin_prefixes.remove(&seq);
                 }
                 Action::RequestPeer {
                     peer,
@@ -1446,10 +1545,25 @@ impl SwarmTask {
         let url = seg.url.clone();
         let range = seg.range;
         let h = match (k, span) {
-            (2.., Some((start, len))) => tokio::spawn(async move {
-                let result = fetch_unit(&proxy, &url, range, start, len).await;
-                let _ = tx.send(SwarmInput::UnitOriginDone { unit, result }).await;
-            }),
+            (2.., Some((start, len))) => {
+                // Share the unit chunk by verified chunk while it arrives (see
+                // `on_origin_bytes`). A frame the full queue cannot take is dropped: the partial
+                // copy then waits for the whole body.
+                let tap_tx = self.s.tx.clone();
+                let tap = BodyTap::new(move |offset, data, announced| {
+                    let _ = tap_tx.try_send(SwarmInput::OriginBytes {
+                        unit,
+                        offset,
+                        data: data.clone(),
+                        announced,
+                    });
+                });
+                self.origin_prefixes.insert(unit, OriginPrefix::default());
+                tokio::spawn(async move {
+                    let result = fetch_unit(&proxy, &url, range, start, len, Some(tap)).await;
+                    let _ = tx.send(SwarmInput::UnitOriginDone { unit, result }).await;
+                })
+            }
             _ => tokio::spawn(async move {
                 let result = proxy.origin_segment(&url, range).await;
                 let _ = tx.send(SwarmInput::OriginDone { seq: unit, result }).await;
@@ -1678,7 +1792,7 @@ impl SwarmTask {
         let tx = self.s.tx.clone();
         let url = seg.url.clone();
         let h = tokio::spawn(async move {
-            let result = proxy.origin_range(&url, range).await;
+            let result = proxy.origin_range(&url, range, None).await;
             let _ = tx.send(SwarmInput::TailDone { seq, from, result }).await;
         });
         self.tail_tasks.insert(seq, h.abort_handle());
@@ -1806,13 +1920,14 @@ async fn fetch_unit(
     seg_range: Option<ByteRange>,
     start: u64,
     len: u64,
+    tap: Option<BodyTap>,
 ) -> Result<Bytes, OriginError> {
     let base = seg_range.map_or(0, |r| r.start);
     let range = ByteRange {
         start: base + start,
         len: len.max(1),
     };
-    match proxy.origin_range(url, range).await {
+    match proxy.origin_range(url, range, tap).await {
         Err(OriginError::BadRange(why)) => {
             tracing::debug!(url = %redact(url), why, "origin ignored a unit range; fetching the segment whole");
             let whole = proxy.origin_segment(url, seg_range).await?.body;

@@ -105,6 +105,32 @@ pub struct FetchRequest {
     pub max_bytes: u64,
     /// Only this range of the resource.
     pub range: Option<ByteRange>,
+    /// Sees the body's bytes as they arrive (see [`BodyTap`]).
+    pub tap: Option<BodyTap>,
+}
+
+/// Sees a response body while it arrives, so an origin fetch can be shared before it is whole
+/// (cut-through of origin units). It is called with each data frame of a 2xx body, the frame's
+/// offset in that body and the body's announced length (`Content-Length`), before the length
+/// and size checks of the whole body: what it sees is untrusted until verified. A retried
+/// attempt starts again at offset 0. It must not block (it runs in the fetch).
+#[derive(Clone)]
+pub struct BodyTap(Arc<TapFn>);
+
+/// `f(offset, frame, announced_len)`, see [`BodyTap`].
+type TapFn = dyn Fn(u64, &Bytes, Option<u64>) + Send + Sync;
+
+impl BodyTap {
+    /// A tap calling `f(offset, frame, announced_len)`.
+    pub fn new(f: impl Fn(u64, &Bytes, Option<u64>) + Send + Sync + 'static) -> Self {
+        BodyTap(Arc::new(f))
+    }
+}
+
+impl std::fmt::Debug for BodyTap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BodyTap")
+    }
 }
 
 /// A complete, length-checked origin response.
@@ -291,7 +317,14 @@ impl OriginClient {
             if expected.is_some_and(|len| len > req.max_bytes) {
                 return Err(OriginError::TooLarge(req.max_bytes));
             }
-            let body = read_body(body, expected, req.max_bytes, self.cfg.body_idle_timeout).await?;
+            let body = read_body(
+                body,
+                expected,
+                req.max_bytes,
+                self.cfg.body_idle_timeout,
+                req.tap.as_ref(),
+            )
+            .await?;
             let resource_len = match req.range {
                 None => Some(body.len() as u64),
                 Some(_) => parts
@@ -379,6 +412,7 @@ async fn read_body(
     expected: Option<u64>,
     max: u64,
     idle: Duration,
+    tap: Option<&BodyTap>,
 ) -> Result<Bytes, OriginError> {
     let mut buf = BytesMut::with_capacity(expected.unwrap_or(64 * 1024).min(max) as usize);
     loop {
@@ -396,6 +430,9 @@ async fn read_body(
         if let Ok(data) = frame.into_data() {
             if (buf.len() + data.len()) as u64 > max {
                 return Err(OriginError::TooLarge(max));
+            }
+            if let Some(t) = tap {
+                (t.0)(buf.len() as u64, &data, expected);
             }
             buf.extend_from_slice(&data);
         }
@@ -470,6 +507,123 @@ mod tests {
         let r = redact(&u);
         assert!(!r.contains("secret"));
         assert_eq!(r, "https://cdn.test:443/live/seg.ts?…");
+    }
+
+    /// Serves one raw HTTP/1.1 response on 127.0.0.1, written in pieces with pauses so the
+    /// client sees several body frames.
+    async fn serve_once(head: String, body: Vec<u8>, cut_at: Option<usize>) -> Url {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.expect("accept");
+            let mut req = [0u8; 2048];
+            let _ = sock.read(&mut req).await;
+            sock.write_all(head.as_bytes()).await.expect("head");
+            let end = cut_at.unwrap_or(body.len());
+            for piece in body[..end].chunks(3000) {
+                sock.write_all(piece).await.expect("body");
+                sock.flush().await.expect("flush");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            // A cut-off body: the connection closes short of the announced length.
+        });
+        Url::parse(&format!("http://{addr}/seg.ts")).expect("url")
+    }
+
+    fn tapped_client(url: &Url) -> OriginClient {
+        let cfg = OriginConfig {
+            retries: 0,
+            ..OriginConfig::default()
+        };
+        let allow = vec![AllowedOrigin::of(url).expect("origin")];
+        OriginClient::new(&cfg, allow, &[], Metrics::new()).expect("client")
+    }
+
+    type Seen = Arc<std::sync::Mutex<Vec<(u64, Vec<u8>, Option<u64>)>>>;
+
+    fn recording_tap() -> (BodyTap, Seen) {
+        let seen: Seen = Arc::default();
+        let s = seen.clone();
+        let tap = BodyTap::new(move |offset, data, announced| {
+            s.lock()
+                .expect("lock")
+                .push((offset, data.to_vec(), announced));
+        });
+        (tap, seen)
+    }
+
+    #[tokio::test]
+    async fn a_body_tap_sees_every_frame_in_order_with_its_offset() {
+        let body: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+        let head = format!(
+            "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes 100-{}/50000\r\n\r\n",
+            body.len(),
+            100 + body.len() - 1
+        );
+        let url = serve_once(head, body.clone(), None).await;
+        let (tap, seen) = recording_tap();
+        let req = FetchRequest {
+            url: url.clone(),
+            kind: RequestKind::Segment,
+            max_bytes: 1 << 20,
+            range: Some(ByteRange {
+                start: 100,
+                len: body.len() as u64,
+            }),
+            tap: Some(tap),
+        };
+        let f = tapped_client(&url).fetch(&req).await.expect("fetch");
+        assert_eq!(&f.body[..], &body[..]);
+        let seen = seen.lock().expect("lock");
+        assert!(
+            seen.len() > 1,
+            "the body came in one frame; the test needs several"
+        );
+        let mut joined = Vec::new();
+        for (offset, data, announced) in seen.iter() {
+            assert_eq!(
+                *offset,
+                joined.len() as u64,
+                "frames in order, without gaps"
+            );
+            assert_eq!(*announced, Some(body.len() as u64));
+            joined.extend_from_slice(data);
+        }
+        assert_eq!(joined, body);
+    }
+
+    #[tokio::test]
+    async fn a_cut_off_body_is_an_error_although_the_tap_saw_its_head() {
+        let body: Vec<u8> = (0..20_000u32).map(|i| (i % 13) as u8).collect();
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        let url = serve_once(head, body.clone(), Some(9_000)).await;
+        let (tap, seen) = recording_tap();
+        let req = FetchRequest {
+            url: url.clone(),
+            kind: RequestKind::Segment,
+            max_bytes: 1 << 20,
+            range: None,
+            tap: Some(tap),
+        };
+        let err = tapped_client(&url).fetch(&req).await.expect_err("cut off");
+        assert!(
+            matches!(
+                err,
+                OriginError::Truncated {
+                    expected: 20_000,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let seen: usize = seen.lock().expect("lock").iter().map(|s| s.1.len()).sum();
+        assert_eq!(seen, 9_000, "the tap saw exactly the bytes that came");
     }
 
     #[test]

@@ -1468,14 +1468,20 @@ impl<'c> World<'c> {
         }
         self.agents[to as usize].downs.push(id);
         self.rerate(from, to);
-        if from.is_some() && self.cfg.chunk_size > 0 {
-            // Chunk digests: the receiver verifies (and may forward) the first chunk as soon as
-            // it is in.
-            if let Some(t) = self.xfers[id as usize].as_ref() {
-                let first = (self.cfg.chunk_size as f64).min(t.size);
-                let at = self.now.max(t.start_at) + us(first / t.rate.max(1.0)) + t.tail;
-                self.push(at, Ev::FirstChunk { x: id, uid });
-            }
+        // Chunk digests: the receiver verifies (and may forward) the first chunk as soon as it
+        // is in. The agent cuts through origin fetches of striped units too (not whole
+        // segments, which go through its cache, nor origin tails, which join a peer's head).
+        let cut = match from {
+            Some(_) => true,
+            None => part == Part::Whole && self.sched_cfg.stripes.get() > 1,
+        };
+        if cut
+            && self.cfg.chunk_size > 0
+            && let Some(t) = self.xfers[id as usize].as_ref()
+        {
+            let first = (self.cfg.chunk_size as f64).min(t.size);
+            let at = self.now.max(t.start_at) + us(first / t.rate.max(1.0)) + t.tail;
+            self.push(at, Ev::FirstChunk { x: id, uid });
         }
         if from.is_some() && !self.agents[to as usize].progress_armed {
             self.agents[to as usize].progress_armed = true;
@@ -1626,14 +1632,11 @@ impl<'c> World<'c> {
             return;
         }
         let (to, seq, req_id, corrupt) = (t.to, t.seq, t.req_id, t.corrupt);
-        let Some(from) = t.from else {
-            return;
-        };
         if !self.is_alive(to) {
             return;
         }
         let now = self.at(self.now);
-        if corrupt {
+        if let (Some(from), true) = (t.from, corrupt) {
             // The first chunk fails its digest: the receiver drops the transfer and bans the
             // sender; nothing of it is kept or forwarded.
             let from_id = self.ids[from as usize];

@@ -31,9 +31,10 @@
 //!   scheduler (`handle_partial_verified`), which announces a partial `have` and serves requests
 //!   cut-through. A transfer from a partial holder reports no more progress than the holder has
 //!   verified, and when it reaches its own end before the holder's copy is whole it waits: its
-//!   last chunk arrives one chunk time after the holder completes. Origin fetches are not cut
-//!   through (a seed serves once its origin copy is whole). A corrupt sender is detected at the
-//!   first chunk. `chunk_size = 0` models whole-segment digests (store-and-forward).
+//!   last chunk arrives one chunk time after the holder completes. Origin fetches of striped
+//!   units are cut through the same way (their first chunk in, the seed announces a partial
+//!   `have`); whole segments and origin tails are not, as in the agent. A corrupt sender is
+//!   detected at the first chunk. `chunk_size = 0` models whole-segment digests (store-and-forward).
 //! * **Origin tails.** When a scheduler keeps a late peer transfer's head and asks the origin
 //!   for the rest, the transfer ends at the split point (waiting, like any cut-through
 //!   transfer, while its source has not verified that far) and an origin transfer of the
