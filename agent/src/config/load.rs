@@ -332,7 +332,7 @@ const DOCS: &[(&str, &str)] = &[
     ),
     (
         "p2p.upload_slots",
-        "Most concurrent uploads to peers (fewer while the measured upload rate cannot give each half the stream rate); further requests get `busy`.",
+        "Most concurrent uploads to peers (fewer while the measured upload rate cannot give each 0.4 of the stream rate); further requests get `busy`.",
     ),
     (
         "p2p.upload_rate_cap",

@@ -179,7 +179,7 @@ pub struct P2pConfig {
     /// Origin copies wanted per new live segment per swarm (`k`).
     pub fetchers: u32,
     /// Most concurrent uploads to peers; fewer while the measured upload rate cannot give
-    /// each half the stream rate (1 = no adaptation, 0 = no upload).
+    /// each 0.4 of the stream rate (1 = no adaptation, 0 = no upload).
     pub upload_slots: usize,
     /// Upload rate cap in bytes per second; 0 means no cap.
     pub upload_rate_cap: ByteSize,
