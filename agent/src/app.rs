@@ -207,8 +207,9 @@ impl Proxy {
     }
 
     /// Fetches `range` of a segment straight from the origin, outside the cache and
-    /// single-flight: the tail of a segment whose head a peer delivers. A `206` must answer
-    /// exactly that range (an origin that ignores `Range` fails with `BadRange`).
+    /// single-flight: a unit of a striped segment, or the tail of a segment whose head a peer
+    /// delivers. A `206` must answer exactly that range (an origin that ignores `Range` fails
+    /// with `BadRange`). `tap` sees the body as it arrives (a seed's cut-through).
     pub(crate) async fn origin_range(
         &self,
         url: &Url,
