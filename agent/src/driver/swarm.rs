@@ -1209,12 +1209,7 @@ impl SwarmTask {
         if !prefix.feed(offset, data, usize::try_from(total).unwrap_or(usize::MAX)) {
             return;
         }
-        let partial = match self.partials.entry(unit) {
-            std::collections::hash_map::Entry::Occupied(e) => Some(e.into_mut()),
-            std::collections::hash_map::Entry::Vacant(v) => {
-                PartialSegment::new(chunks, total).map(|p| v.insert(p))
-            }
-        };
+        let partial = partial_copy(&mut self.partials, unit, chunks, total);
         // No partial copy of this length (a peer announced another one): the whole body
         // completes the unit.
         let Some(p) = partial.filter(|p| p.total() as u64 == total) else {
@@ -1718,12 +1713,7 @@ impl SwarmTask {
             return;
         };
         let received = prefix.len() as u64;
-        let partial = match self.partials.entry(seq) {
-            std::collections::hash_map::Entry::Occupied(e) => Some(e.into_mut()),
-            std::collections::hash_map::Entry::Vacant(v) => {
-                PartialSegment::new(chunks, total).map(|p| v.insert(p))
-            }
-        };
+        let partial = partial_copy(&mut self.partials, seq, chunks, total);
         let result = match partial {
             Some(p) if p.total() as u64 == total => p
                 .extend_from(prefix)
@@ -1940,6 +1930,22 @@ async fn fetch_unit(
             Ok(whole.slice(from..to))
         }
         other => other,
+    }
+}
+
+/// The partial copy of `unit`, started from its chunk list and length if there is none yet
+/// (`None` if that length does not fit the list). Peer transfers and origin fetches both feed it.
+fn partial_copy(
+    partials: &mut HashMap<u64, PartialSegment>,
+    unit: u64,
+    chunks: ChunkDigests,
+    total: u64,
+) -> Option<&mut PartialSegment> {
+    match partials.entry(unit) {
+        std::collections::hash_map::Entry::Occupied(e) => Some(e.into_mut()),
+        std::collections::hash_map::Entry::Vacant(v) => {
+            PartialSegment::new(chunks, total).map(|p| v.insert(p))
+        }
     }
 }
 
